@@ -1,0 +1,70 @@
+"""mini-Xception (seed 001, built on Arriaga et al.'s mini_XCEPTION; REFERENCE.md).
+
+Stem: two 3x3 convs (8 filters, no padding) with BN + ReLU; then ``num_modules``
+residual depthwise-separable modules whose widths double from ``base_width``; then the
+shared classifier head. Seed 001 repeats the residual module 5 times; at 48x48 its GAP
+model has "about 0.2 M parameters" and its fully connected model "about 8 M".
+
+With landmarks on, the key-points are drawn onto the image (the ``overlay`` encoding,
+seed 001 Sec. 3.1), so the network itself is unchanged: it only ever reads ``image``.
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from fer_lightning.nets.blocks import XceptionResidualModule, conv_bn_relu
+from fer_lightning.nets.heads import ClassifierHead
+
+STEM_CONVS = 2
+
+
+class MiniXception(nn.Module):
+    """Residual depthwise-separable CNN for small grayscale faces."""
+
+    input_keys: tuple[str, ...] = ("image",)
+    landmark_encoding: str = "overlay"
+    supported_heads: tuple[str, ...] = ("gap", "flatten")
+
+    def __init__(self, num_classes: int, in_channels: int, image_size: int,
+                 head: DictConfig | dict, use_landmarks: bool = False, num_modules: int = 5,
+                 base_width: int = 16, stem_width: int = 8) -> None:
+        super().__init__()
+        if num_modules < 1:
+            raise ValueError(f"model.num_modules must be >= 1, got {num_modules}")
+        minimum = self.min_image_size(num_modules)
+        if image_size < minimum:
+            raise ValueError(
+                f"data.image_size={image_size} is too small for mini_xception with "
+                f"model.num_modules={num_modules}: it needs data.image_size >= {minimum}"
+            )
+        self.use_landmarks = use_landmarks
+        self.stem = nn.Sequential(
+            conv_bn_relu(in_channels, stem_width),
+            conv_bn_relu(stem_width, stem_width),
+        )
+        widths = [base_width * 2**i for i in range(num_modules)]
+        self.modules_ = nn.Sequential(*[
+            XceptionResidualModule(c_in, c_out)
+            for c_in, c_out in zip([stem_width] + widths[:-1], widths, strict=True)
+        ])
+        side = self.feature_side(image_size, num_modules)
+        self.head = ClassifierHead(widths[-1], num_classes, (side, side), **dict(head))
+
+    @staticmethod
+    def feature_side(image_size: int, num_modules: int) -> int:
+        """Side of the last feature map: the stem trims 2 px per conv, each module halves."""
+        side = image_size - 2 * STEM_CONVS
+        for _ in range(num_modules):
+            side = (side + 1) // 2
+        return side
+
+    @staticmethod
+    def min_image_size(num_modules: int) -> int:
+        """Smallest input whose every residual module still downsamples a real map."""
+        return 2 * STEM_CONVS + 2**num_modules
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.head(self.modules_(self.stem(image)))
