@@ -1,0 +1,59 @@
+"""``python -m fer_lightning.data COMMAND [options] [config overrides]``: dataset tools.
+
+Commands:
+  preview   write a PNG grid of samples per class with their landmarks drawn
+            (options: out=PATH split=train|val|test per_class=N)
+
+Config overrides are the same as for training, e.g. ``data.source.seed=3``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+
+from fer_lightning.data.preview import write_preview
+
+COMMANDS = ("preview",)
+OPTIONS = {"out": "preview.png", "split": "train", "per_class": "8"}
+
+
+def parse(argv: Sequence[str]) -> tuple[str, dict[str, str], list[str]]:
+    """Split ``argv`` into command, this tool's options and Hydra overrides."""
+    if not argv or argv[0] not in COMMANDS:
+        raise SystemExit(f"usage: python -m fer_lightning.data {{{','.join(COMMANDS)}}} "
+                         f"[out=PATH split=train per_class=8] [overrides]\n{__doc__}")
+    options, overrides = dict(OPTIONS), []
+    for arg in argv[1:]:
+        key, _, value = arg.partition("=")
+        if key in OPTIONS:
+            options[key] = value
+        else:
+            overrides.append(arg)
+    return argv[0], options, overrides
+
+
+def source_from_overrides(overrides: list[str]):
+    """The dataset Source that ``python -m fer_lightning <overrides>`` would train on."""
+    with initialize_config_module(config_module="fer_lightning.conf", version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    return instantiate(cfg.data.source)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    command, options, overrides = parse(sys.argv[1:] if argv is None else argv)
+    source = source_from_overrides(overrides)
+    if command == "preview":
+        path = write_preview(source, options["split"], Path(options["out"]),
+                             per_class=int(options["per_class"]))
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""One LightningDataModule for every dataset: a Source, splits, loaders, batch transforms."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from fer_lightning.data.dataset import FERDataset
+from fer_lightning.data.sources.base import SPLITS, Source
+from fer_lightning.data.transforms import BatchTransform, BatchTransformConfig, LandmarkAugment
+
+ENCODINGS = ("overlay",)
+
+
+class FERDataModule(L.LightningDataModule):
+    """Wraps a dataset Source for Lightning.
+
+    Exposes ``class_names``, per-split ``class_counts`` and the training-split class
+    counts that ``loss=weighted_ce`` turns into weights. Batches are augmented and encoded
+    after transfer to the device (``on_after_batch_transfer``), so the pipeline runs on
+    the GPU where there is one. It knows nothing about networks: the caller says which
+    landmark encoding to render.
+    """
+
+    def __init__(self, source: Source, image_size: int = 48, channels: int = 1,
+                 batch_size: int = 32, num_workers: int = 0,
+                 augment: Mapping[str, Any] | None = None, balanced_sampler: bool = False,
+                 use_landmarks: bool = False, landmark_encoding: str | None = None,
+                 overlay_style: str = "points", pin_memory: bool = False) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be a positive integer, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        if channels not in (1, 3):
+            raise ValueError(f"data.channels must be 1 or 3, got {channels}")
+        if use_landmarks and landmark_encoding not in ENCODINGS:
+            raise ValueError(f"landmark encoding {landmark_encoding!r} is not available; "
+                             f"known encodings: {list(ENCODINGS)}")
+        self.source = source
+        self.image_size, self.channels = image_size, channels
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.balanced_sampler, self.pin_memory = balanced_sampler, pin_memory
+        self.use_landmarks = use_landmarks
+        self.batch_transform = BatchTransform(BatchTransformConfig(
+            augment=LandmarkAugment(**augment) if augment else None,
+            landmark_encoding=landmark_encoding if use_landmarks else None,
+            overlay_style=overlay_style,
+        ))
+        self.datasets: dict[str, FERDataset] = {}
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in the source's label order; they travel into the checkpoint."""
+        return list(self.source.class_names)
+
+    def class_counts(self, split: str = "train") -> list[int]:
+        """Samples per class in ``split``, in label order (zeros included)."""
+        labels = self.source.split_info(split).labels
+        return np.bincount(labels, minlength=len(self.class_names)).tolist()
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in SPLITS:
+            if split not in self.datasets:
+                self.datasets[split] = FERDataset(self.source, split, self.image_size,
+                                                  self.channels, self.use_landmarks)
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        sampler = None
+        if shuffle and self.balanced_sampler:
+            sampler, shuffle = self._balanced_sampler(), False
+        return DataLoader(
+            self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
+            num_workers=self.num_workers, pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0, drop_last=False,
+        )
+
+    def _balanced_sampler(self) -> WeightedRandomSampler:
+        labels = self.datasets["train"].labels
+        counts = np.bincount(labels, minlength=len(self.class_names)).astype(np.float64)
+        weights = 1.0 / counts[labels]
+        return WeightedRandomSampler(torch.as_tensor(weights), num_samples=len(labels))
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int
+                                ) -> dict[str, torch.Tensor]:
+        training = self.trainer is not None and self.trainer.training
+        return self.batch_transform(batch, training=training)

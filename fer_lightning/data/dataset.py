@@ -1,0 +1,66 @@
+"""A torch Dataset over one split of any Source: RawSample -> sample dict (DESIGN.md contract)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from fer_lightning.data.sources.base import RawSample, Source
+
+
+def image_to_tensor(image: np.ndarray, size: int, channels: int) -> torch.Tensor:
+    """uint8 (H, W) or (H, W, 3) -> float (channels, size, size) in [0, 1].
+
+    Grey is replicated to 3 channels and colour is converted to luminance as needed;
+    images of another size are resized with bilinear filtering.
+    """
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError(f"a source returned an image of dtype {image.dtype} and shape "
+                         f"{image.shape}; expected uint8 (H, W) or (H, W, 3)")
+    pil = Image.fromarray(image)
+    pil = pil.convert("L" if channels == 1 else "RGB")
+    if pil.size != (size, size):
+        pil = pil.resize((size, size), Image.BILINEAR)
+    array = np.asarray(pil, dtype=np.float32) / 255.0
+    tensor = torch.from_numpy(array)
+    return tensor[None] if channels == 1 else tensor.permute(2, 0, 1).contiguous()
+
+
+class FERDataset(Dataset):
+    """Samples of one split as dicts: image, label, index (+ landmarks, landmarks_valid)."""
+
+    def __init__(self, source: Source, split: str, image_size: int, channels: int,
+                 with_landmarks: bool) -> None:
+        self.source = source
+        self.split = split
+        self.image_size = image_size
+        self.channels = channels
+        self.with_landmarks = with_landmarks
+        self.labels = source.split_info(split).labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        raw: RawSample = self.source.load(self.split, index)
+        sample = {
+            "image": image_to_tensor(raw.image, self.image_size, self.channels),
+            "label": torch.tensor(raw.label, dtype=torch.long),
+            "index": torch.tensor(index, dtype=torch.long),
+        }
+        if self.with_landmarks:
+            sample.update(self._landmarks(raw, index))
+        return sample
+
+    def _landmarks(self, raw: RawSample, index: int) -> dict[str, torch.Tensor]:
+        if raw.landmarks is None:
+            raise ValueError(
+                f"landmarks=groundtruth needs a dataset that ships landmarks, but "
+                f"{type(self.source).__name__} sample {index} of split {self.split!r} has none"
+            )
+        return {
+            "landmarks": torch.as_tensor(raw.landmarks, dtype=torch.float32),
+            "landmarks_valid": torch.tensor(bool(raw.landmarks_valid)),
+        }
