@@ -1,0 +1,73 @@
+"""Checks on a composed config that fail before training, with the key and allowed values.
+
+Hydra already rejects an unknown group option (``model=foo``) and lists the options; these
+checks cover values inside groups and combinations of groups.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.utils import get_class
+from omegaconf import DictConfig
+
+PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
+
+
+class ConfigError(ValueError):
+    """A config value or combination that cannot run; the message names the key."""
+
+
+def _positive_int(cfg: DictConfig, key: str) -> None:
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"data.{key} must be a positive integer, got {value!r}")
+
+
+def net_class(cfg: DictConfig) -> type:
+    """The network class named by ``model._target_``."""
+    return get_class(cfg.model._target_)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first value or combination that cannot run."""
+    for key in ("batch_size", "image_size"):
+        _positive_int(cfg.data, key)
+    if cfg.data.get("num_workers", 0) < 0:
+        raise ConfigError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
+    precision = str(cfg.trainer.get("precision", "32"))
+    if precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision!r} is not supported; "
+                          f"allowed values: {list(PRECISIONS)}")
+    net = net_class(cfg)
+    supported = getattr(net, "supported_heads", ())
+    if cfg.head.pool not in supported:
+        raise ConfigError(
+            f"model={cfg.model.name} cannot honour head={cfg.head.name} "
+            f"(head.pool={cfg.head.pool!r}); it supports head.pool in {list(supported)}"
+        )
+    if cfg.landmarks.enabled and getattr(net, "landmark_encoding", None) is None:
+        raise ConfigError(f"model={cfg.model.name} cannot use landmarks; "
+                          f"set landmarks=none")
+
+
+def find_last_checkpoint(log_dir: str | Path, task_name: str) -> Path:
+    """The newest ``last.ckpt`` among earlier runs of ``task_name`` (for ``ckpt_path=last``)."""
+    task_dir = Path(log_dir) / task_name
+    candidates = sorted(task_dir.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise ConfigError(f"ckpt_path=last: no checkpoints/last.ckpt under {task_dir} "
+                          f"(runs of task_name={task_name!r})")
+    return candidates[-1]
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path`` as a file path: ``last`` is looked up, other paths must exist."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is None:
+        return None
+    if str(ckpt_path) == "last":
+        return str(find_last_checkpoint(cfg.paths.log_dir, cfg.task_name))
+    if not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path!r}: no such checkpoint file")
+    return str(ckpt_path)

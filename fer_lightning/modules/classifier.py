@@ -1,0 +1,102 @@
+"""FERClassifier: the one LightningModule for every family that maps a batch to logits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from fer_lightning.metrics import classification_metrics, split_results
+
+STAGES = ("train", "val", "test")
+LIGHTNING_SCHEDULER_KEYS = ("interval", "frequency", "monitor")
+
+
+class FERClassifier(L.LightningModule):
+    """Trains any net that declares ``input_keys`` and returns class logits.
+
+    The net receives exactly the batch keys it declares. Class names and their order are
+    saved in the hyperparameters and the checkpoint so evaluation never guesses them.
+    After each val / test epoch the computed metrics are kept in ``self.results[stage]``
+    (scalars, per-class accuracy, confusion matrix) for callbacks and reports.
+    """
+
+    def __init__(self, net: nn.Module, loss: nn.Module, class_names: Sequence[str],
+                 optimizer: Mapping[str, Any], scheduler: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "loss"])
+        self.net = net
+        self.loss = loss
+        self.class_names = list(class_names)
+        # ModuleDict keys may not shadow nn.Module attributes such as ``train``.
+        self.metrics = nn.ModuleDict(
+            {f"{stage}_metrics": classification_metrics(len(self.class_names)) for stage in STAGES}
+        )
+        self.results: dict[str, dict[str, Any]] = {}
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(**{key: batch[key] for key in self.net.input_keys})
+
+    def _step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
+        logits = self(batch)
+        loss = self.loss(logits, batch["label"])
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True,
+                 prog_bar=True, batch_size=len(logits), sync_dist=stage != "train")
+        self.metrics[f"{stage}_metrics"].update(logits.detach().float(), batch["label"])
+        return loss
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _epoch_end(self, stage: str) -> None:
+        scalars, per_class, confusion = split_results(self.metrics[f"{stage}_metrics"].compute(),
+                                                      self.class_names)
+        self.metrics[f"{stage}_metrics"].reset()
+        self.log_dict({f"{stage}/{name}": value for name, value in scalars.items()},
+                      prog_bar=stage != "train")
+        self.log_dict({f"{stage}/acc_{name}": value for name, value in per_class.items()})
+        self.results[stage] = {"metrics": scalars, "per_class_acc": per_class,
+                               "confusion_matrix": confusion}
+
+    def on_train_epoch_end(self) -> None:
+        self._epoch_end("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_end("test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = hydra.utils.instantiate(self.hparams.optimizer, params=self.parameters())
+        scheduler_cfg = self.hparams.scheduler
+        if not scheduler_cfg or scheduler_cfg.get("_target_") is None:
+            return optimizer
+        scheduler_cfg = OmegaConf.to_container(OmegaConf.create(dict(scheduler_cfg)))
+        lightning_keys = {key: scheduler_cfg.pop(key) for key in LIGHTNING_SCHEDULER_KEYS
+                          if key in scheduler_cfg}
+        scheduler = hydra.utils.instantiate(scheduler_cfg, optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["class_names"] = self.class_names
+
+
+def as_plain_dict(config: DictConfig | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Resolve a config node into plain containers, the form saved into checkpoints."""
+    if config is None:
+        return None
+    if isinstance(config, DictConfig):
+        return OmegaConf.to_container(config, resolve=True)
+    return dict(config)

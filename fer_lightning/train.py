@@ -1,0 +1,176 @@
+"""`python -m fer_lightning [overrides]`: train, validate and test the best checkpoint.
+
+A thin ``train(cfg)`` wires the config groups into a datamodule, a net, a loss, the
+FERClassifier, callbacks, loggers and a Trainer; ``main`` is the Hydra entry point.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from fer_lightning.config import check_config, net_class, resolve_ckpt_path
+from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.metrics import SCALAR_METRICS
+from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(cfg: DictConfig) -> FERDataModule:
+    """The DataModule of ``cfg.data``, told which landmark encoding the net consumes."""
+    return instantiate(
+        cfg.data,
+        use_landmarks=bool(cfg.landmarks.enabled),
+        landmark_encoding=getattr(net_class(cfg), "landmark_encoding", None),
+        overlay_style=cfg.landmarks.get("overlay_style", "points"),
+    )
+
+
+def build_net(cfg: DictConfig, num_classes: int) -> torch.nn.Module:
+    """The network of ``cfg.model`` sized for the data, with the ``cfg.head`` head."""
+    head = {key: value for key, value in OmegaConf.to_container(cfg.head, resolve=True).items()
+            if key != "name"}
+    model_cfg = {key: value for key, value in cfg.model.items() if key != "name"}
+    return instantiate(model_cfg, num_classes=num_classes, in_channels=cfg.data.channels,
+                       image_size=cfg.data.image_size, head=head,
+                       use_landmarks=bool(cfg.landmarks.enabled))
+
+
+def build_loss(loss_cfg: DictConfig, class_counts: list[int]) -> torch.nn.Module:
+    """The loss of ``cfg.loss``; losses that take ``class_counts`` get the training split's."""
+    parameters = inspect.signature(get_class(loss_cfg._target_)).parameters
+    extra = {"class_counts": class_counts} if "class_counts" in parameters else {}
+    return instantiate(loss_cfg, **extra)
+
+
+def instantiable_nodes(group: DictConfig | None) -> list[DictConfig]:
+    """The entries of a group of named objects (loggers, callbacks) that are switched on;
+    an entry set to null (``callbacks.progress_bar=null``) is switched off."""
+    return [node for node in (group or {}).values() if node is not None and "_target_" in node]
+
+
+def wandb_key_available() -> bool:
+    """True when W&B can authenticate: WANDB_API_KEY or a ``wandb login`` netrc entry."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def build_loggers(logger_cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every logger of ``cfg.logger``; W&B goes offline without an API key."""
+    loggers = []
+    for conf in instantiable_nodes(logger_cfg):
+        if conf._target_.endswith("WandbLogger") and not conf.get("offline", False) \
+                and os.environ.get("WANDB_MODE") != "offline" and not wandb_key_available():
+            log.warning("No W&B API key found (WANDB_API_KEY or `wandb login`): logging "
+                        "offline under %s; upload later with `wandb sync`.", conf.save_dir)
+            conf = OmegaConf.merge(conf, {"offline": True})
+        loggers.append(instantiate(conf))
+    return loggers
+
+
+def build_callbacks(callbacks_cfg: DictConfig | None) -> list[L.Callback]:
+    """Instantiate every callback of ``cfg.callbacks``."""
+    return [instantiate(conf) for conf in instantiable_nodes(callbacks_cfg)]
+
+
+@rank_zero_only
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    """Write ``content`` as indented JSON (rank 0 only)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=2))
+
+
+@rank_zero_only
+def save_resolved_config(cfg: DictConfig, output_dir: Path) -> None:
+    """The config with every interpolation resolved, as it ran (rank 0 only)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+@rank_zero_only
+def print_results(results: dict[str, Any]) -> None:
+    """A small table of the final val / test metrics."""
+    table = Table(title=f"{results['task_name']}: best checkpoint")
+    stages = [stage for stage in ("val", "test") if stage in results]
+    table.add_column("metric")
+    for stage in stages:
+        table.add_column(stage, justify="right")
+    for name in SCALAR_METRICS:
+        table.add_row(name, *[f"{results[stage]['metrics'][name]:.4f}" for stage in stages])
+    Console().print(table)
+    Console().print(f"results: {results['output_dir']}/results.json")
+
+
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """Path of the best checkpoint so far, or None (fast_dev_run, no checkpoint callback)."""
+    callback = trainer.checkpoint_callback
+    return getattr(callback, "best_model_path", None) or None
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one experiment; returns the results also written to ``results.json``."""
+    check_config(cfg)
+    ckpt_path = resolve_ckpt_path(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+
+    datamodule = build_datamodule(cfg)
+    class_names = datamodule.class_names
+    net = build_net(cfg, len(class_names))
+    loss = build_loss(cfg.loss, datamodule.class_counts("train"))
+    model = FERClassifier(net, loss, class_names, optimizer=as_plain_dict(cfg.optimizer),
+                          scheduler=as_plain_dict(cfg.scheduler))
+    loggers = build_loggers(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg.get("callbacks")),
+                                     logger=loggers or False)
+    save_resolved_config(cfg, output_dir)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    if cfg.train:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        ckpt_path = best_checkpoint(trainer)
+    results: dict[str, Any] = {
+        "task_name": cfg.task_name, "output_dir": str(output_dir), "checkpoint": ckpt_path,
+        "class_names": class_names,
+        "num_parameters": sum(p.numel() for p in net.parameters()),
+    }
+    if cfg.test:
+        trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        results["val"] = model.results["val"]
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        results["test"] = model.results["test"]
+        write_json(output_dir / "results.json", results)
+        print_results(results)
+    return results
+
+
+def optimized_value(cfg: DictConfig, results: dict[str, Any]) -> float | None:
+    """The value of ``cfg.optimized_metric`` (e.g. ``val/acc``) for hyper-parameter sweepers."""
+    stage, _, name = str(cfg.get("optimized_metric") or "").partition("/")
+    return results.get(stage, {}).get("metrics", {}).get(name)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point of ``python -m fer_lightning``."""
+    return optimized_value(cfg, train(cfg))

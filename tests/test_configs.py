@@ -1,0 +1,95 @@
+"""Every config composes; wrong overrides fail before training, naming key and allowed values."""
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+import fer_lightning
+from fer_lightning.config import ConfigError, check_config, find_last_checkpoint
+from fer_lightning.train import build_datamodule, build_loss, build_net
+
+CONF = Path(fer_lightning.__file__).parent / "conf"
+SWAPPABLE_GROUPS = ("data", "landmarks", "model", "head", "loss", "optimizer", "scheduler",
+                    "trainer", "logger", "callbacks")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_every_group_of_the_design_exists():
+    for group in (*SWAPPABLE_GROUPS, "paths", "hydra", "experiment"):
+        assert options(group), f"config group {group!r} has no options"
+
+
+@pytest.mark.parametrize("group, option",
+                         [(g, o) for g in SWAPPABLE_GROUPS for o in options(g)])
+def test_every_group_option_composes_and_passes_checks(make_cfg, group, option):
+    cfg = make_cfg(f"{group}={option}")
+    check_config(cfg)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes_with_plus_syntax(make_cfg, experiment):
+    cfg = make_cfg(f"+experiment={experiment}")
+    check_config(cfg)
+    assert "experiment" not in cfg, "experiments are merged at the root (@package _global_)"
+
+
+def test_ablation_axes_reach_the_objects_they_configure(make_cfg):
+    cfg = make_cfg("head=fc", "loss=weighted_ce", "landmarks=groundtruth")
+    datamodule = build_datamodule(cfg)
+    assert datamodule.use_landmarks and datamodule.batch_transform.config.landmark_encoding == "overlay"
+    net = build_net(cfg, num_classes=7)
+    assert sum(p.numel() for p in net.parameters()) == 8_064_631
+    loss = build_loss(cfg.loss, datamodule.class_counts("train"))
+    assert loss.weight is not None and len(loss.weight) == 7
+
+
+def test_unknown_group_option_lists_the_available_ones(make_cfg):
+    with pytest.raises(ConfigCompositionException) as error:
+        make_cfg("head=attention")
+    assert "head" in str(error.value) and "fc" in str(error.value) and "gap" in str(error.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.batch_size=-4", r"data.batch_size must be a positive integer, got -4"),
+    ("data.image_size=0", r"data.image_size must be a positive integer"),
+    ("data.num_workers=-1", r"data.num_workers must be >= 0"),
+    ("trainer.precision=8", r"trainer.precision='8' is not supported; allowed values: "
+                            r"\['32', '32-true', '16-mixed', 'bf16-mixed'\]"),
+])
+def test_bad_values_fail_with_key_and_allowed_values(make_cfg, override, message):
+    with pytest.raises(ConfigError, match=message):
+        check_config(make_cfg(override))
+
+
+def test_image_too_small_for_network_names_key_and_minimum(make_cfg):
+    cfg = make_cfg("data.image_size=24")
+    # Hydra wraps the net's ValueError; the message keeps the key and the minimum.
+    with pytest.raises(Exception, match=r"data.image_size=24 .* needs data.image_size >= 36"):
+        build_net(cfg, num_classes=7)
+
+
+def test_family_that_cannot_honour_head_fails_at_check(make_cfg, monkeypatch):
+    from fer_lightning.nets.mini_xception import MiniXception
+
+    monkeypatch.setattr(MiniXception, "supported_heads", ("gap",))
+    with pytest.raises(ConfigError, match=r"model=mini_xception cannot honour head=fc "
+                                          r"\(head.pool='flatten'\); it supports head.pool in \['gap'\]"):
+        check_config(make_cfg("head=fc"))
+
+
+def test_ckpt_path_last_finds_newest_of_the_same_task(tmp_path):
+    older = tmp_path / "train/runs/a/checkpoints/last.ckpt"
+    newer = tmp_path / "train/runs/b/checkpoints/last.ckpt"
+    other = tmp_path / "other/runs/c/checkpoints/last.ckpt"
+    for i, path in enumerate((older, newer, other)):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+        import os
+        os.utime(path, (1000 + i, 1000 + i))
+    assert find_last_checkpoint(tmp_path, "train") == newer
+    with pytest.raises(ConfigError, match="no checkpoints/last.ckpt under"):
+        find_last_checkpoint(tmp_path, "missing")
