@@ -6,12 +6,41 @@ checks cover values inside groups and combinations of groups.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
+
+# `${launch_dir:}` in configs: the directory the command was started from (runs never
+# chdir). Unlike `${hydra:runtime.cwd}` it also resolves while a multirun launcher computes
+# its sweep directory, before Hydra's per-job state exists.
+OmegaConf.register_new_resolver("launch_dir", os.getcwd, replace=True)
+
+
+def compose_config(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
+    """Compose ``conf/train.yaml`` with ``overrides`` outside the CLI (tests, benchmarks,
+    notebooks), with every path pointed at ``output_dir``; ``train(cfg)`` runs it."""
+    output_dir = str(output_dir)
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="fer_lightning.conf", version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = output_dir
+        cfg.hydra.runtime.cwd = output_dir
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.root_dir = output_dir
+        cfg.paths.output_dir = output_dir
+        del cfg.hydra
+    return cfg
 
 
 class ConfigError(ValueError):

@@ -11,6 +11,7 @@ import json
 import logging
 import netrc
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ from fer_lightning.metrics import SCALAR_METRICS
 from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
 
 log = logging.getLogger(__name__)
+
+# Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates, once per loop; the
+# warning is about Lightning's internals and says nothing about the run.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def build_datamodule(cfg: DictConfig) -> FERDataModule:

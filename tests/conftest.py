@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from fer_lightning.config import compose_config
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -27,29 +26,12 @@ TINY = (
 )
 
 
-def compose_train_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:
-    """Compose conf/train.yaml with ``overrides``, paths pointed at ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="fer_lightning.conf", version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.runtime.cwd = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(output_dir)
-        cfg.paths.output_dir = str(output_dir)
-        del cfg.hydra
-    return cfg
-
-
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """``make_cfg(*overrides, tiny=True)``: a composed config writing under tmp_path."""
 
     def _make(*overrides: str, tiny: bool = True, output_dir: Path | None = None) -> DictConfig:
-        return compose_train_config([*(TINY if tiny else ()), *overrides],
+        return compose_config([*(TINY if tiny else ()), *overrides],
                                     output_dir or tmp_path / "run")
 
     return _make

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["+experiment=smoke", "data.source.train_size=48", "data.source.val_size=32",
@@ -80,8 +81,19 @@ def test_installed_wheel_runs_from_a_temporary_cwd(wheel, tmp_path):
     cwd.mkdir()
     done = run_cli(SMOKE, cwd=cwd, env={"PYTHONPATH": str(site)})
     assert done.returncode == 0, done.stderr[-3000:]
-    probe = subprocess.run([sys.executable, "-c", "import fer_lightning; print(fer_lightning.__file__)"],
+    where = "import fer_lightning; print(fer_lightning.__file__)"
+    probe = subprocess.run([sys.executable, "-c", where],
                            cwd=cwd, env={**os.environ, "PYTHONPATH": str(site)},
                            capture_output=True, text=True, check=True)
     assert probe.stdout.startswith(str(site)), "the test must exercise the installed wheel"
     assert results_files(cwd)
+
+
+def test_multirun_grid_writes_one_run_per_combination(tmp_path):
+    done = run_cli(["-m", *SMOKE, "trainer.fast_dev_run=true", "head=gap,fc"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = sorted((tmp_path / "logs/smoke").glob("multiruns/*/*/results.json"))
+    heads = sorted(override for job in jobs
+                   for override in OmegaConf.load(job.parent / ".hydra/overrides.yaml")
+                   if override.startswith("head="))
+    assert heads == ["head=fc", "head=gap"]

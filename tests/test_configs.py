@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra.errors import ConfigCompositionException
 
 import fer_lightning
@@ -40,7 +41,8 @@ def test_every_experiment_composes_with_plus_syntax(make_cfg, experiment):
 def test_ablation_axes_reach_the_objects_they_configure(make_cfg):
     cfg = make_cfg("head=fc", "loss=weighted_ce", "landmarks=groundtruth")
     datamodule = build_datamodule(cfg)
-    assert datamodule.use_landmarks and datamodule.batch_transform.config.landmark_encoding == "overlay"
+    assert datamodule.use_landmarks
+    assert datamodule.batch_transform.config.landmark_encoding == "overlay"
     net = build_net(cfg, num_classes=7)
     assert sum(p.numel() for p in net.parameters()) == 8_064_631
     loss = build_loss(cfg.loss, datamodule.class_counts("train"))
@@ -76,8 +78,9 @@ def test_family_that_cannot_honour_head_fails_at_check(make_cfg, monkeypatch):
     from fer_lightning.nets.mini_xception import MiniXception
 
     monkeypatch.setattr(MiniXception, "supported_heads", ("gap",))
-    with pytest.raises(ConfigError, match=r"model=mini_xception cannot honour head=fc "
-                                          r"\(head.pool='flatten'\); it supports head.pool in \['gap'\]"):
+    expected = (r"model=mini_xception cannot honour head=fc \(head.pool='flatten'\); "
+                r"it supports head.pool in \['gap'\]")
+    with pytest.raises(ConfigError, match=expected):
         check_config(make_cfg("head=fc"))
 
 
@@ -93,3 +96,15 @@ def test_ckpt_path_last_finds_newest_of_the_same_task(tmp_path):
     assert find_last_checkpoint(tmp_path, "train") == newer
     with pytest.raises(ConfigError, match="no checkpoints/last.ckpt under"):
         find_last_checkpoint(tmp_path, "missing")
+
+
+def test_sweep_files_only_name_options_that_exist(make_cfg):
+    repo = Path(__file__).resolve().parents[1]
+    sweeps = sorted((repo / "sweeps").glob("*.yaml"))
+    assert sweeps, "sweeps/ holds no sweep file"
+    for sweep in sweeps:
+        spec = yaml.safe_load(sweep.read_text())  # W&B's ${...} are not OmegaConf's
+        fixed = [arg for arg in spec["command"] if "=" in str(arg)]
+        for key, choice in spec["parameters"].items():
+            for value in choice["values"]:
+                check_config(make_cfg(*fixed, f"{key}={value}"))

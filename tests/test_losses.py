@@ -65,7 +65,8 @@ def test_focal_matches_hand_computation():
 
 def test_focal_with_alpha_matches_hand_computation():
     alpha = [0.25, 0.5, 1.0]
-    per_sample = [-alpha[t] * (1 - math.exp(lp)) ** 2 * lp for t, lp in zip([0, 1], LOG_PT)]
+    per_sample = [-alpha[t] * (1 - math.exp(lp)) ** 2 * lp
+                  for t, lp in zip([0, 1], LOG_PT, strict=True)]
     got = FocalLoss(gamma=2.0, alpha=alpha)(LOGITS, TARGET).item()
     assert got == pytest.approx(sum(per_sample) / 2, rel=1e-6)
 

@@ -19,7 +19,7 @@ def test_metrics_match_hand_computation():
     assert scalars["mean_class_acc"] == pytest.approx(sum(recall) / 3)
     assert per_class == pytest.approx({"a": 3 / 4, "b": 1 / 2, "c": 1.0})
     precision = [3 / 4, 1 / 2, 1.0]
-    f1 = [2 * p * r / (p + r) for p, r in zip(precision, recall)]
+    f1 = [2 * p * r / (p + r) for p, r in zip(precision, recall, strict=True)]
     assert scalars["macro_f1"] == pytest.approx(sum(f1) / 3)
     assert confusion == [[3, 1, 0], [1, 1, 0], [0, 0, 2]]
 

@@ -33,7 +33,9 @@ def draw_overlay(image: torch.Tensor, landmarks: torch.Tensor, valid: torch.Tens
     if style not in OVERLAY_STYLES:
         raise ValueError(f"landmarks.overlay_style must be one of {list(OVERLAY_STYLES)}, "
                          f"got {style!r}")
-    points = landmarks if style == "points" else torch.cat([landmarks, _contour_points(landmarks)], 1)
+    points = landmarks
+    if style == "contours":
+        points = torch.cat([landmarks, _contour_points(landmarks)], 1)
     batch, channels, height, width = image.shape
     x = (points[..., 0] * width).floor().long()
     y = (points[..., 1] * height).floor().long()

@@ -57,7 +57,8 @@ class LandmarkAugment(nn.Module):
             image, landmarks = hflip_with_landmarks(image, landmarks, flip)
         height, width = image.shape[-2:]
         if landmarks is None:
-            return self.affine(image, torch.zeros(image.shape[0], 1, 2, device=image.device))[0], None
+            no_points = torch.zeros(image.shape[0], 1, 2, device=image.device)
+            return self.affine(image, no_points)[0], None
         size = torch.tensor([width, height], device=image.device, dtype=landmarks.dtype)
         image, points = self.affine(image, landmarks * size)
         return image, points / size
