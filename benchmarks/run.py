@@ -17,10 +17,9 @@ from pathlib import Path
 
 import torch
 
-from fer_lightning.config import compose_config
+from fer_lightning.config import build_net, compose_config
 from fer_lightning.data.sources.synthetic import SyntheticFaces
 from fer_lightning.losses import CrossEntropy
-from fer_lightning.train import build_net
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

@@ -10,10 +10,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_class
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
@@ -58,6 +60,26 @@ def net_class(cfg: DictConfig) -> type:
     return get_class(cfg.model._target_)
 
 
+def build_net(cfg: DictConfig, num_classes: int) -> torch.nn.Module:
+    """The network of ``cfg.model`` sized for the data, with the ``cfg.head`` head."""
+    head = {key: value for key, value in OmegaConf.to_container(cfg.head, resolve=True).items()
+            if key != "name"}
+    model_cfg = {key: value for key, value in cfg.model.items() if key != "name"}
+    return instantiate(model_cfg, num_classes=num_classes, in_channels=cfg.data.channels,
+                       image_size=cfg.data.image_size, head=head,
+                       use_landmarks=bool(cfg.landmarks.enabled))
+
+
+def _check_net_builds(cfg: DictConfig) -> None:
+    """Build the net on the meta device (no memory, no compute), so that what only the
+    family knows (e.g. the smallest input it takes) fails before any data is read."""
+    try:
+        with torch.device("meta"):
+            build_net(cfg, num_classes=2)
+    except InstantiationException as error:
+        raise ConfigError(str(error.__cause__ or error)) from None
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value or combination that cannot run."""
     for key in ("batch_size", "image_size"):
@@ -78,6 +100,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.landmarks.enabled and getattr(net, "landmark_encoding", None) is None:
         raise ConfigError(f"model={cfg.model.name} cannot use landmarks; "
                           f"set landmarks=none")
+    _check_net_builds(cfg)
 
 
 def find_last_checkpoint(log_dir: str | Path, task_name: str) -> Path:

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from fer_lightning.config import check_config, net_class, resolve_ckpt_path
+from fer_lightning.config import ConfigError, build_net, check_config, net_class, resolve_ckpt_path
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.metrics import SCALAR_METRICS
 from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
@@ -44,16 +44,6 @@ def build_datamodule(cfg: DictConfig) -> FERDataModule:
         landmark_encoding=getattr(net_class(cfg), "landmark_encoding", None),
         overlay_style=cfg.landmarks.get("overlay_style", "points"),
     )
-
-
-def build_net(cfg: DictConfig, num_classes: int) -> torch.nn.Module:
-    """The network of ``cfg.model`` sized for the data, with the ``cfg.head`` head."""
-    head = {key: value for key, value in OmegaConf.to_container(cfg.head, resolve=True).items()
-            if key != "name"}
-    model_cfg = {key: value for key, value in cfg.model.items() if key != "name"}
-    return instantiate(model_cfg, num_classes=num_classes, in_channels=cfg.data.channels,
-                       image_size=cfg.data.image_size, head=head,
-                       use_landmarks=bool(cfg.landmarks.enabled))
 
 
 def build_loss(loss_cfg: DictConfig, class_counts: list[int]) -> torch.nn.Module:
@@ -177,5 +167,9 @@ def optimized_value(cfg: DictConfig, results: dict[str, Any]) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point of ``python -m fer_lightning``."""
-    return optimized_value(cfg, train(cfg))
+    """Hydra entry point of ``python -m fer_lightning``; a config error ends the run with
+    its message alone (no traceback) and exit status 1."""
+    try:
+        return optimized_value(cfg, train(cfg))
+    except ConfigError as error:
+        raise SystemExit(f"Config error: {error}") from None
