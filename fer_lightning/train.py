@@ -43,6 +43,8 @@ def build_datamodule(cfg: DictConfig) -> FERDataModule:
         use_landmarks=bool(cfg.landmarks.enabled),
         landmark_encoding=getattr(net_class(cfg), "landmark_encoding", None),
         overlay_style=cfg.landmarks.get("overlay_style", "points"),
+        heatmap_sigma=cfg.landmarks.get("heatmap_sigma", 1.0),
+        heatmap_style=cfg.landmarks.get("heatmap_style", "gaussian"),
     )
 
 

@@ -11,10 +11,9 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from fer_lightning.data.dataset import FERDataset
+from fer_lightning.data.encodings import ENCODINGS
 from fer_lightning.data.sources.base import SPLITS, Source
 from fer_lightning.data.transforms import BatchTransform, BatchTransformConfig, LandmarkAugment
-
-ENCODINGS = ("overlay",)
 
 
 class FERDataModule(L.LightningDataModule):
@@ -31,7 +30,8 @@ class FERDataModule(L.LightningDataModule):
                  batch_size: int = 32, num_workers: int = 0,
                  augment: Mapping[str, Any] | None = None, balanced_sampler: bool = False,
                  use_landmarks: bool = False, landmark_encoding: str | None = None,
-                 overlay_style: str = "points", pin_memory: bool = False) -> None:
+                 overlay_style: str = "points", heatmap_sigma: float = 1.0,
+                 heatmap_style: str = "gaussian", pin_memory: bool = False) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be a positive integer, got {batch_size}")
@@ -50,7 +50,7 @@ class FERDataModule(L.LightningDataModule):
         self.batch_transform = BatchTransform(BatchTransformConfig(
             augment=LandmarkAugment(**augment) if augment else None,
             landmark_encoding=landmark_encoding if use_landmarks else None,
-            overlay_style=overlay_style,
+            overlay_style=overlay_style, heatmap_sigma=heatmap_sigma, heatmap_style=heatmap_style,
         ))
         self.datasets: dict[str, FERDataset] = {}
 

@@ -1,23 +1,36 @@
 """Landmarks -> what a network consumes. Rendered per batch, after augmentation.
 
-So far: ``overlay``, the key-points drawn onto the face image (seed 001 Sec. 3.1).
+- ``overlay``: the key-points drawn onto the face image (seed 001 Sec. 3.1).
+- ``heatmap``: a separate landmark image, a Gaussian per point or drawn contours
+  (seed 000's landmark input), batch key ``landmark_map`` (B, 1, H, W).
+- ``coords``: the points themselves, (B, P, 2) in [0, 1], zeros where invalid.
+- ``regions``: boxes of face, left eye, right eye, nose and mouth from 68 or 5 points
+  (seed 003's pseudo-labels for its emotion-region detector), batch keys ``regions``
+  (B, 5, 4) xyxy in pixels and ``regions_valid`` (B,).
+
+All of them are vectorised over the batch, so they run on the GPU as well as the CPU.
 """
 
 from __future__ import annotations
 
 import torch
 
-from fer_lightning.data.landmarks.schema import CONTOUR_SEGMENTS
+from fer_lightning.data.landmarks.schema import CONTOUR_SEGMENTS, GROUPS, NUM_POINTS
 
+ENCODINGS = ("overlay", "heatmap", "coords", "regions")
 OVERLAY_STYLES = ("points", "contours")
+HEATMAP_STYLES = ("gaussian", "contours")
 _CONTOUR_SAMPLES = 8  # points sampled along each contour segment
 
 
-def _contour_points(landmarks: torch.Tensor) -> torch.Tensor:
+def _contour_points(landmarks: torch.Tensor, samples: int = _CONTOUR_SAMPLES) -> torch.Tensor:
     """(B, 68, 2) -> (B, S * T, 2) points sampled along each drawn segment."""
+    if landmarks.shape[1] != NUM_POINTS:
+        raise ValueError(f"contours need the 68-point scheme, got {landmarks.shape[1]} points; "
+                         f"use style 'points' / 'gaussian' with {landmarks.shape[1]} points")
     segments = torch.as_tensor(CONTOUR_SEGMENTS, device=landmarks.device)
     start, end = landmarks[:, segments[:, 0]], landmarks[:, segments[:, 1]]
-    t = torch.linspace(0, 1, _CONTOUR_SAMPLES, device=landmarks.device)[None, None, :, None]
+    t = torch.linspace(0, 1, samples, device=landmarks.device)[None, None, :, None]
     points = start[:, :, None] + t * (end - start)[:, :, None]
     return points.flatten(1, 2)
 
@@ -45,3 +58,107 @@ def draw_overlay(image: torch.Tensor, landmarks: torch.Tensor, valid: torch.Tens
     canvas = image.permute(1, 0, 2, 3).reshape(channels, -1).clone()
     canvas[:, flat_index[inside]] = value
     return canvas.reshape(channels, batch, height, width).permute(1, 0, 2, 3).contiguous()
+
+
+def draw_heatmap(landmarks: torch.Tensor, valid: torch.Tensor, height: int, width: int,
+                 sigma: float = 1.0, style: str = "gaussian") -> torch.Tensor:
+    """A landmark image (B, 1, H, W) in [0, 1]: the maximum over points of a Gaussian of
+    ``sigma`` pixels centred on each point (seed 000 Sec. 3.1, the landmark input).
+
+    ``style="contours"`` also places Gaussians densely along the face contours, so the
+    map shows lines rather than dots. Invalid samples get an all-zero map. Points are
+    processed in chunks, so memory stays at a few (B, H, W) maps even at 224 px.
+    """
+    if style not in HEATMAP_STYLES:
+        raise ValueError(f"landmarks.heatmap_style must be one of {list(HEATMAP_STYLES)}, "
+                         f"got {style!r}")
+    if sigma <= 0:
+        raise ValueError(f"landmarks.heatmap_sigma must be > 0 pixels, got {sigma}")
+    points = landmarks
+    if style == "contours":
+        per_segment = max(2, round(max(height, width) / 12))
+        points = torch.cat([landmarks, _contour_points(landmarks, per_segment)], 1)
+    x = (points[..., 0] * width)[..., None, None]  # (B, P, 1, 1), pixel units
+    y = (points[..., 1] * height)[..., None, None]
+    grid_y = torch.arange(height, device=landmarks.device, dtype=landmarks.dtype) + 0.5
+    grid_x = torch.arange(width, device=landmarks.device, dtype=landmarks.dtype) + 0.5
+    heatmap = landmarks.new_zeros(landmarks.shape[0], height, width)
+    for start in range(0, points.shape[1], 16):
+        dy2 = (grid_y[None, None, :, None] - y[:, start:start + 16]) ** 2
+        dx2 = (grid_x[None, None, None, :] - x[:, start:start + 16]) ** 2
+        gaussians = torch.exp(-(dx2 + dy2) / (2 * sigma**2))
+        heatmap = torch.maximum(heatmap, gaussians.amax(1))
+    return (heatmap * valid[:, None, None].to(heatmap.dtype))[:, None]
+
+
+def landmark_coords(landmarks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The ``coords`` encoding: (B, P, 2) in [0, 1], all zeros for invalid samples."""
+    return landmarks.clamp(0, 1) * valid[:, None, None].to(landmarks.dtype)
+
+
+# Organ box sizes as multiples of the inter-ocular distance (IOD, between eye centres),
+# so that 68-point and 5-point landmarks give boxes of the same extent.
+_EYE_BOX = (0.8, 0.55)
+_NOSE_BOX = (0.75, 0.95)
+_MOUTH_BOX_HEIGHT = 0.7
+_MOUTH_BOX_MARGIN = 0.35  # added to the corner-to-corner width
+_FACE_BOX_5 = (2.2, 2.6)  # face box from 5 points, centred between eyes and mouth
+_FOREHEAD = 0.2  # a 68-point face box is raised by this fraction of its height
+
+
+def _centred_boxes(centre: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    return torch.cat([centre - size / 2, centre + size / 2], -1)
+
+
+def _organ_centres(points: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Subject-left eye, subject-right eye, nose and the two mouth corners, (B, 2) each."""
+    if points.shape[1] == NUM_POINTS:
+        left_eye = points[:, slice(*GROUPS["left_eye"])].mean(1)
+        right_eye = points[:, slice(*GROUPS["right_eye"])].mean(1)
+        nose = points[:, slice(*GROUPS["nose_bridge"])].mean(1) * 0.3 + points[:, 30] * 0.7
+        return left_eye, right_eye, nose, points[:, 48], points[:, 54]
+    if points.shape[1] == 5:  # MTCNN order: image-left (subject-right) eye first
+        return points[:, 1], points[:, 0], points[:, 2], points[:, 3], points[:, 4]
+    raise ValueError(f"regions need 68-point or 5-point landmarks, got {points.shape[1]} points")
+
+
+def regions_from_landmarks(landmarks: torch.Tensor, valid: torch.Tensor, height: int,
+                           width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pseudo-label boxes of the five emotion regions (seed 003 Sec. 3.2).
+
+    Returns ``regions`` (B, 5, 4) xyxy in pixels, ordered as ``schema.REGION_NAMES``
+    (face, left eye, right eye, nose, mouth; the subject's left and right), clipped to
+    the image, and ``regions_valid`` (B,): the sample's landmarks were valid and every
+    box kept a positive area inside the image. Organ boxes are centred on the organ and
+    sized by the inter-ocular distance; the face box spans the 68-point contour raised
+    to include the forehead, or, from 5 points, a fixed multiple of the IOD.
+    """
+    scale = landmarks.new_tensor([width, height])
+    points = landmarks * scale
+    left_eye, right_eye, nose, mouth_a, mouth_b = _organ_centres(points)
+    iod = (left_eye - right_eye).norm(dim=-1, keepdim=True).clamp_min(1e-3)
+    mouth_centre = (mouth_a + mouth_b) / 2
+    mouth_width = (mouth_a - mouth_b).norm(dim=-1, keepdim=True) + _MOUTH_BOX_MARGIN * iod
+    eye_size = iod * iod.new_tensor(_EYE_BOX)
+    boxes = [
+        _face_box(points, left_eye, right_eye, mouth_centre, iod),
+        _centred_boxes(left_eye, eye_size),
+        _centred_boxes(right_eye, eye_size),
+        _centred_boxes(nose, iod * iod.new_tensor(_NOSE_BOX)),
+        _centred_boxes(mouth_centre, torch.cat([mouth_width, _MOUTH_BOX_HEIGHT * iod], -1)),
+    ]
+    regions = torch.stack(boxes, 1)
+    regions[..., 0::2] = regions[..., 0::2].clamp(0, width)
+    regions[..., 1::2] = regions[..., 1::2].clamp(0, height)
+    has_area = ((regions[..., 2] - regions[..., 0] > 1) & (regions[..., 3] - regions[..., 1] > 1))
+    return regions, valid & has_area.all(1)
+
+
+def _face_box(points: torch.Tensor, left_eye: torch.Tensor, right_eye: torch.Tensor,
+              mouth_centre: torch.Tensor, iod: torch.Tensor) -> torch.Tensor:
+    if points.shape[1] == NUM_POINTS:
+        low, high = points.amin(1), points.amax(1)
+        low = low - torch.stack([torch.zeros_like(low[:, 0]), _FOREHEAD * (high - low)[:, 1]], -1)
+        return torch.cat([low, high], -1)
+    centre = ((left_eye + right_eye) / 2 + mouth_centre) / 2
+    return _centred_boxes(centre, iod * iod.new_tensor(_FACE_BOX_5))

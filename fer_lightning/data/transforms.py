@@ -15,18 +15,26 @@ import kornia.augmentation as K
 import torch
 from torch import nn
 
-from fer_lightning.data.encodings import draw_overlay
-from fer_lightning.data.landmarks.schema import FLIP_PERMUTATION
+from fer_lightning.data.encodings import (
+    ENCODINGS,
+    draw_heatmap,
+    draw_overlay,
+    landmark_coords,
+    regions_from_landmarks,
+)
+from fer_lightning.data.landmarks.schema import flip_permutation_for
 
 
 def hflip_with_landmarks(image: torch.Tensor, landmarks: torch.Tensor | None,
                          flip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Mirror the samples where ``flip`` (B,) is True; landmarks get x -> 1 - x and the
-    left/right index permutation, so point 36 is still the subject's right eye corner."""
+    left/right index permutation of their scheme (68 or 5 points), so point 36 is still
+    the subject's right eye corner."""
     image = torch.where(flip[:, None, None, None], image.flip(-1), image)
     if landmarks is None:
         return image, None
-    permutation = torch.as_tensor(FLIP_PERMUTATION, device=landmarks.device)
+    permutation = torch.as_tensor(flip_permutation_for(landmarks.shape[1]),
+                                  device=landmarks.device)
     mirrored = landmarks[:, permutation].clone()
     mirrored[..., 0] = 1.0 - mirrored[..., 0]
     return image, torch.where(flip[:, None, None], mirrored, landmarks)
@@ -69,14 +77,23 @@ class BatchTransformConfig:
     """What the batch pipeline does, independent of the dataset."""
 
     augment: LandmarkAugment | None
-    landmark_encoding: str | None  # None, or the encoding the net consumes ("overlay")
+    landmark_encoding: str | None  # None, or the encoding the net consumes (ENCODINGS)
     overlay_style: str = "points"
+    heatmap_sigma: float = 1.0  # pixels of the network input
+    heatmap_style: str = "gaussian"
     mean: float = 0.5
     std: float = 0.5
 
+    def __post_init__(self) -> None:
+        if self.landmark_encoding not in (None, *ENCODINGS):
+            raise ValueError(f"landmark encoding {self.landmark_encoding!r} is not available; "
+                             f"known encodings: {list(ENCODINGS)}")
+
 
 class BatchTransform(nn.Module):
-    """Batch dict -> network inputs: augmentation (training only), encodings, normalisation."""
+    """Batch dict -> network inputs: augmentation (training only), the landmark encoding
+    the net consumes (rendered after augmentation, so it matches the moved pixels), and
+    normalisation of the image."""
 
     def __init__(self, config: BatchTransformConfig) -> None:
         super().__init__()
@@ -89,8 +106,24 @@ class BatchTransform(nn.Module):
             image, landmarks = self.augment(image, landmarks)
             if landmarks is not None:
                 batch["landmarks"] = landmarks
-        if self.config.landmark_encoding == "overlay" and landmarks is not None:
-            image = draw_overlay(image, landmarks, batch["landmarks_valid"],
-                                 style=self.config.overlay_style)
+        if self.config.landmark_encoding is not None and landmarks is not None:
+            image = self._encode(batch, image, landmarks, batch["landmarks_valid"])
         batch["image"] = (image - self.config.mean) / self.config.std
         return batch
+
+    def _encode(self, batch: dict[str, torch.Tensor], image: torch.Tensor,
+                landmarks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Add the configured encoding to ``batch``; returns the (possibly drawn-on) image."""
+        encoding, (height, width) = self.config.landmark_encoding, image.shape[-2:]
+        if encoding == "overlay":
+            return draw_overlay(image, landmarks, valid, style=self.config.overlay_style)
+        if encoding == "heatmap":
+            batch["landmark_map"] = draw_heatmap(landmarks, valid, height, width,
+                                                 sigma=self.config.heatmap_sigma,
+                                                 style=self.config.heatmap_style)
+        elif encoding == "coords":
+            batch["coords"] = landmark_coords(landmarks, valid)
+        elif encoding == "regions":
+            batch["regions"], batch["regions_valid"] = regions_from_landmarks(
+                landmarks, valid, height, width)
+        return image

@@ -52,6 +52,26 @@ def flip_permutation() -> np.ndarray:
 
 FLIP_PERMUTATION: np.ndarray = flip_permutation()
 
+#: MTCNN's five points, in MTCNN's order: the eye on the image's left (the subject's
+#: right), the other eye, the nose tip, the image-left mouth corner, the other corner.
+FIVE_POINT_NAMES = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
+#: After a flip the image-left eye is the former image-right one: swap eyes and corners.
+FIVE_POINT_FLIP_PERMUTATION: np.ndarray = np.array([1, 0, 2, 4, 3])
+
+
+def flip_permutation_for(num_points: int) -> np.ndarray:
+    """The flip permutation of a landmark scheme, by its number of points (68 or 5)."""
+    permutations = {NUM_POINTS: FLIP_PERMUTATION, 5: FIVE_POINT_FLIP_PERMUTATION}
+    if num_points not in permutations:
+        raise ValueError(f"no flip permutation for {num_points}-point landmarks; "
+                         f"known schemes: {sorted(permutations)} points")
+    return permutations[num_points]
+
+
+#: The emotion regions of seed 003 (Sec. 3.2), in the order of the `regions` encoding.
+#: Left and right are the subject's, as in iBUG (left eye = points 42-47).
+REGION_NAMES = ("face", "left_eye", "right_eye", "nose", "mouth")
+
 
 def contour_segments() -> np.ndarray:
     """(S, 2) array of point-index pairs joined when landmarks are drawn as contours."""
