@@ -35,10 +35,11 @@ class XceptionResidualModule(nn.Module):
 
     Main path: SepConv 3x3 -> BN -> ReLU -> SepConv 3x3 -> BN -> MaxPool 3x3 stride 2;
     shortcut: Conv 1x1 stride 2 -> BN; the two are added. Halves the spatial size
-    (rounding up, Keras "same" padding).
+    (rounding up, Keras "same" padding). ``final_relu=True`` adds a ReLU after the second
+    SepConv's BN, for designs with BN + ReLU after every SepConv (seed 000 Sec. II).
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, final_relu: bool = False) -> None:
         super().__init__()
         self.shortcut = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, 1, stride=2, bias=False),
@@ -50,6 +51,7 @@ class XceptionResidualModule(nn.Module):
             nn.ReLU(inplace=True),
             SeparableConv2d(out_channels, out_channels),
             nn.BatchNorm2d(out_channels),
+            *([nn.ReLU(inplace=True)] if final_relu else []),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
 

@@ -1,0 +1,179 @@
+"""Scalable landmark + image network with multi-branch attention (seed 000, Colaco & Han).
+
+Sec. II of the paper, stage by stage:
+
+1. Two feature-learning subnetworks of the same mini-Xception design (Arriaga et al.'s
+   mini_XCEPTION, REFERENCE.md: a two-conv stem, then residual depthwise-separable
+   modules), one on the face image and one on the landmark image (the ``heatmap``
+   encoding, batch key ``landmark_map``). BN + ReLU follow every conv and SepConv,
+   including the second SepConv of each module (``final_relu``).
+2. Spatial attention then channel attention on each subnetwork's output (nets/attention.py).
+3. The two attended maps are concatenated.
+4. Multi-branch attention: parallel 1x1 / 3x3 / 5x5 conv branches, each followed by SA and
+   CA, concatenated, plus a residual 1x1 conv of the block's input.
+5. The classifier: the shared ClassifierHead (the paper's is fully connected: ``head=fc``).
+
+Compound scaling (Sec. II, after EfficientNet): ``width`` multiplies every channel count
+and ``depth`` the number of residual modules per subnetwork, with EfficientNet's rounding:
+channels to the nearest multiple of ``divisor`` (8) but never below ``divisor`` nor more
+than 10 % below the exact product; module counts rounded up. The unscaled network
+(width = depth = 1) is mini_XCEPTION's: stem 8, four modules of 16, 32, 64, 128 filters.
+The paper trains w = d = 0.5: stem 8, two modules of 8 and 16 filters per subnetwork.
+
+Left open by the paper (Fig. 1 is not in the text), decided here: SA's kernel (7, CBAM's),
+CA as one 1x1 conv C -> C, branch width = the concatenated input width, branches
+concatenated (not summed), ReLU after the residual sum, and one multi-branch block.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from fer_lightning.nets.attention import SpatialChannelAttention
+from fer_lightning.nets.blocks import XceptionResidualModule, conv_bn_relu
+from fer_lightning.nets.heads import ClassifierHead
+from fer_lightning.nets.mini_xception import MiniXception
+
+LANDMARK_CHANNELS = 1  # the heatmap encoding renders one channel
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's channel rounding: ``channels * width`` to a multiple of ``divisor``,
+    at least ``divisor`` and never more than 10 % below the exact product."""
+    exact = channels * width
+    rounded = max(divisor, int(exact + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * exact:
+        rounded += divisor
+    return int(rounded)
+
+
+def round_repeats(repeats: int, depth: float) -> int:
+    """EfficientNet's depth rounding: ``repeats * depth`` rounded up (at least 1)."""
+    return max(1, math.ceil(repeats * depth))
+
+
+class XceptionSubnetwork(nn.Sequential):
+    """Stem (two 3x3 convs, no padding, BN + ReLU) then residual separable modules.
+
+    Maps (B, C, S, S) to (B, widths[-1], s, s) with s = ``MiniXception.feature_side(S, n)``.
+    """
+
+    def __init__(self, in_channels: int, stem_width: int, widths: Sequence[int]) -> None:
+        super().__init__(
+            conv_bn_relu(in_channels, stem_width),
+            conv_bn_relu(stem_width, stem_width),
+            *[XceptionResidualModule(c_in, c_out, final_relu=True)
+              for c_in, c_out in zip([stem_width, *widths[:-1]], widths, strict=True)],
+        )
+        self.out_channels = widths[-1]
+
+
+class MultiBranchAttention(nn.Module):
+    """Parallel k x k conv branches (conv -> BN -> ReLU -> SA -> CA), concatenated, plus a
+    residual 1x1 conv (-> BN) of the input; ReLU of the sum. Keeps the spatial size."""
+
+    def __init__(self, in_channels: int, branch_channels: int,
+                 kernels: Sequence[int] = (1, 3, 5), attention_kernel: int = 7) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList([
+            nn.Sequential(conv_bn_relu(in_channels, branch_channels, k, padding=k // 2),
+                          SpatialChannelAttention(branch_channels, attention_kernel))
+            for k in kernels
+        ])
+        self.out_channels = branch_channels * len(kernels)
+        self.residual = nn.Sequential(
+            nn.Conv2d(in_channels, self.out_channels, 1, bias=False),
+            nn.BatchNorm2d(self.out_channels),
+        )
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branches = torch.cat([branch(x) for branch in self.branches], 1)
+        return self.relu(branches + self.residual(x))
+
+
+class MBANet(nn.Module):
+    """Seed 000's network; ``use_landmarks=False`` drops the landmark subnetwork (the
+    image-only ablation), so the multi-branch block sees only the image features."""
+
+    landmark_encoding: str = "heatmap"
+    supported_heads: tuple[str, ...] = ("gap", "flatten")
+
+    def __init__(self, num_classes: int, in_channels: int, image_size: int,
+                 head: DictConfig | dict, use_landmarks: bool = False, width: float = 0.5,
+                 depth: float = 0.5, base_modules: int = 4, base_width: int = 16,
+                 stem_width: int = 8, branch_width: int | None = None,
+                 branch_kernels: Sequence[int] = (1, 3, 5), attention_kernel: int = 7,
+                 divisor: int = 8) -> None:
+        super().__init__()
+        _check_arguments(width, depth, base_modules, base_width, stem_width, branch_width,
+                         branch_kernels, attention_kernel, divisor)
+        self.use_landmarks = use_landmarks
+        self.num_modules = round_repeats(base_modules, depth)
+        minimum = MiniXception.min_image_size(self.num_modules)
+        if image_size < minimum:
+            raise ValueError(
+                f"data.image_size={image_size} is too small for mba with model.depth={depth} "
+                f"({self.num_modules} residual modules): it needs data.image_size >= {minimum}"
+            )
+        stem = round_filters(stem_width, width, divisor)
+        widths = [round_filters(base_width * 2**i, width, divisor)
+                  for i in range(self.num_modules)]
+        self.image_net = XceptionSubnetwork(in_channels, stem, widths)
+        self.image_attention = SpatialChannelAttention(widths[-1], attention_kernel)
+        fused = widths[-1]
+        if use_landmarks:
+            self.landmark_net = XceptionSubnetwork(LANDMARK_CHANNELS, stem, widths)
+            self.landmark_attention = SpatialChannelAttention(widths[-1], attention_kernel)
+            fused += widths[-1]
+        branch = fused if branch_width is None else round_filters(branch_width, width, divisor)
+        self.mba = MultiBranchAttention(fused, branch, branch_kernels, attention_kernel)
+        side = MiniXception.feature_side(image_size, self.num_modules)
+        self.head = ClassifierHead(self.mba.out_channels, num_classes, (side, side),
+                                   **dict(head))
+
+    @property
+    def input_keys(self) -> tuple[str, ...]:
+        """Batch keys the forward pass takes: the landmark image only with landmarks on."""
+        return ("image", "landmark_map") if self.use_landmarks else ("image",)
+
+    def fused_features(self, image: torch.Tensor,
+                       landmark_map: torch.Tensor | None = None) -> torch.Tensor:
+        """Attended image (and landmark) features, concatenated: the multi-branch input."""
+        features = [self.image_attention(self.image_net(image))]
+        if self.use_landmarks:
+            if landmark_map is None:
+                raise ValueError("mba with landmarks on needs the batch key 'landmark_map' "
+                                 "(B, 1, H, W) from the heatmap encoding")
+            features.append(self.landmark_attention(self.landmark_net(landmark_map)))
+        return torch.cat(features, 1)
+
+    def forward(self, image: torch.Tensor,
+                landmark_map: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.mba(self.fused_features(image, landmark_map)))
+
+
+def _check_arguments(width: float, depth: float, base_modules: int, base_width: int,
+                     stem_width: int, branch_width: int | None, branch_kernels: Sequence[int],
+                     attention_kernel: int, divisor: int) -> None:
+    """ValueError naming the model config key for values the network cannot be built with."""
+    for key, value in (("width", width), ("depth", depth)):
+        if not value > 0:
+            raise ValueError(f"model.{key} must be > 0, got {value}")
+    for key, value in (("base_modules", base_modules), ("base_width", base_width),
+                       ("stem_width", stem_width), ("divisor", divisor)):
+        if value < 1:
+            raise ValueError(f"model.{key} must be >= 1, got {value}")
+    if branch_width is not None and branch_width < 1:
+        raise ValueError(f"model.branch_width must be >= 1 or null, got {branch_width}")
+    kernels = list(branch_kernels)
+    if not kernels or any(k < 1 or k % 2 == 0 for k in kernels):
+        raise ValueError(f"model.branch_kernels must be a non-empty list of odd sizes >= 1, "
+                         f"got {kernels}")
+    if attention_kernel < 1 or attention_kernel % 2 == 0:
+        raise ValueError(f"model.attention_kernel must be odd and >= 1, got {attention_kernel}")
