@@ -1,0 +1,167 @@
+"""RAF-DB basic emotions, read as distributed (``data=rafdb data.root=<dir>``).
+
+Layout (REFERENCE.md, "RAF-DB (basic)")::
+
+    root/
+      EmoLabel/list_patition_label.txt    ("partition" misspelt, as shipped)
+      Image/aligned/train_00001_aligned.jpg ...   (100x100 RGB; variant=aligned)
+      Image/original/train_00001.jpg ...          (variant=original)
+
+Each label-file line is ``<name> <label>`` with labels 1..7 = surprise, fear, disgust,
+happiness, sadness, anger, neutral (RAF-DB's order, kept; stored 0-based). The split is
+the name prefix: ``train_`` (12,271) and ``test_`` (3,068). RAF-DB has no validation
+split: ``val_split=holdout`` (default) holds a seeded, stratified ``val_fraction`` of
+train out as val; ``val_split=test`` validates on the test split (as most papers report).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fer_lightning.data.sources.base import SPLITS, RawSample, SplitInfo
+from fer_lightning.data.sources.holdout import stratified_holdout
+from fer_lightning.data.sources.imagefolder import (
+    check_files_exist,
+    fingerprint_of,
+    read_rgb,
+    require,
+)
+
+CLASS_NAMES = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
+LABEL_FILE = "EmoLabel/list_patition_label.txt"
+VARIANTS = ("aligned", "original")
+VAL_SPLITS = ("holdout", "test")
+PARTITIONS = ("train", "test")  # file-name prefixes
+
+LAYOUT = """\
+root/
+  EmoLabel/list_patition_label.txt   lines "train_00001.jpg 5" (labels 1..7)
+  Image/aligned/train_00001_aligned.jpg ...   (data.source.variant=aligned)
+  Image/original/train_00001.jpg ...          (data.source.variant=original)"""
+
+
+class RafDB:
+    """RAF-DB basic (7 classes) from its label file and aligned or original images.
+
+    The label file is parsed at construction (names, labels, line numbers only); that
+    every listed image exists is checked once per partition, at the first ``split_info``
+    of a split that uses it; images are decoded per ``load`` (RGB uint8), and an
+    undecodable one raises an error naming the file and its label-file line.
+    """
+
+    def __init__(self, root: str | os.PathLike, variant: str = "aligned",
+                 val_split: str = "holdout", val_fraction: float = 0.1, seed: int = 0) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"data.source.variant must be one of {list(VARIANTS)}, "
+                             f"got {variant!r}")
+        if val_split not in VAL_SPLITS:
+            raise ValueError(f"data.source.val_split must be one of {list(VAL_SPLITS)}, "
+                             f"got {val_split!r}")
+        self.class_names = list(CLASS_NAMES)
+        self.variant, self.val_split = variant, val_split
+        self.val_fraction, self.seed = val_fraction, seed
+        self.root = require(Path(root), "RAF-DB root", LAYOUT, directory=True)
+        self.label_file = require(self.root / LABEL_FILE, "RAF-DB label file", LAYOUT)
+        self.image_dir = self._image_dir()
+        self._names, self._labels, self._lines, partition = self._parse_labels()
+        self._index = self._split_indices(partition)
+        self._checked: set[str] = set()
+
+    # -- Source protocol ---------------------------------------------------------------
+
+    def split_info(self, split: str) -> SplitInfo:
+        """Labels of ``split`` (0-based); raises if an image it lists is missing."""
+        index = self._split(split)
+        if split not in self._checked:
+            paths = [self._image_path(i) for i in index]
+            where = [f"{self.label_file}:{self._lines[i]}" for i in index]
+            check_files_exist(paths, where, f"RAF-DB {split} images listed in {self.label_file}")
+            self._checked.add(split)
+        return SplitInfo(labels=self._labels[index].copy())
+
+    def load(self, split: str, index: int) -> RawSample:
+        """Decode image ``index`` of ``split`` (RGB uint8, no landmarks)."""
+        row = int(self._split(split)[index])
+        image = read_rgb(self._image_path(row),
+                         f" (listed at {self.label_file}:{self._lines[row]})")
+        return RawSample(image=image, label=int(self._labels[row]))
+
+    # -- helpers beyond the protocol ---------------------------------------------------
+
+    def path(self, split: str, index: int) -> Path:
+        """The image file of sample ``index`` of ``split``."""
+        return self._image_path(int(self._split(split)[index]))
+
+    def fingerprint(self) -> str:
+        """Hash of the label file's bytes and the split settings (landmark cache keys)."""
+        return fingerprint_of("rafdb", self.label_file.read_bytes(), self.variant,
+                              self.val_split, self.val_fraction, self.seed)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _image_dir(self) -> Path:
+        image_dir = self.root / "Image" / self.variant
+        if not image_dir.is_dir():
+            other = VARIANTS[1 - VARIANTS.index(self.variant)]
+            hint = (f"\n{self.root / 'Image' / other} exists: set data.source.variant={other}"
+                    if (self.root / "Image" / other).is_dir() else "")
+            raise FileNotFoundError(f"RAF-DB image folder not found: {image_dir}{hint}\n"
+                                    f"Expected layout:\n{LAYOUT}")
+        return image_dir
+
+    def _image_path(self, row: int) -> Path:
+        name = self._names[row]
+        if self.variant == "aligned":
+            stem, _ = os.path.splitext(name)
+            return self.image_dir / f"{stem}_aligned.jpg"
+        return self.image_dir / name
+
+    def _parse_labels(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """Names, 0-based labels, 1-based line numbers and partition ids of every row."""
+        names, labels, lines, partition = [], [], [], []
+        seen: dict[str, int] = {}
+        text = self.label_file.read_text(encoding="utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            where = f"{self.label_file}:{number}"
+            if len(fields) != 2:
+                raise ValueError(f"{where}: expected '<image name> <label 1..7>', got {line!r}")
+            name, label = fields
+            if not label.isdigit() or not 1 <= int(label) <= len(CLASS_NAMES):
+                raise ValueError(f"{where}: label {label!r} of {name} is not in 1..7 "
+                                 f"({', '.join(CLASS_NAMES)})")
+            prefix = name.split("_", 1)[0]
+            if prefix not in PARTITIONS:
+                raise ValueError(f"{where}: image name {name!r} starts with neither 'train_' "
+                                 f"nor 'test_' (the split is the name prefix)")
+            if name in seen:
+                raise ValueError(f"{where}: {name} is listed twice (first at line {seen[name]})")
+            seen[name] = number
+            names.append(name)
+            labels.append(int(label) - 1)
+            lines.append(number)
+            partition.append(PARTITIONS.index(prefix))
+        if not names:
+            raise ValueError(f"{self.label_file} lists no images; expected lines like "
+                             f"'train_00001.jpg 5'")
+        return (names, np.asarray(labels, np.int64), np.asarray(lines, np.int64),
+                np.asarray(partition, np.int64))
+
+    def _split_indices(self, partition: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows of each split: train/val from the ``train_`` rows, test from ``test_``."""
+        train_rows = np.flatnonzero(partition == 0)
+        test_rows = np.flatnonzero(partition == 1)
+        if self.val_split == "test":
+            return {"train": train_rows, "val": test_rows, "test": test_rows}
+        keep, held = stratified_holdout(self._labels[train_rows], self.val_fraction, self.seed)
+        return {"train": train_rows[keep], "val": train_rows[held], "test": test_rows}
+
+    def _split(self, split: str) -> np.ndarray:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+        return self._index[split]
