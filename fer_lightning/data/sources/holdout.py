@@ -54,10 +54,16 @@ def stratified_holdout(labels: np.ndarray | Sequence[int], fraction: float,
     """``(train_idx, val_idx)``: a seeded hold-out of about ``fraction`` of every class.
 
     ``fraction`` must lie strictly between 0 and 1. Per class, ``round(fraction * n)``
-    samples go to val (so with ``fraction < 0.5`` a class of one sample stays in train).
+    samples go to val (so with ``fraction < 0.5`` a class of one sample stays in train);
+    a hold-out that would be empty is an error, not an empty val split.
     """
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) \
             or not 0.0 < float(fraction) < 1.0:
         raise ValueError(f"the hold-out fraction must be a number in (0, 1), got {fraction!r}")
+    labels = _check_labels(labels)
     train_idx, val_idx = stratified_partition(labels, (1.0 - fraction, fraction), seed)
+    if len(labels) and not len(val_idx):
+        largest = np.unique(labels, return_counts=True)[1].max()
+        raise ValueError(f"a hold-out of fraction {fraction} from {len(labels)} samples "
+                         f"(largest class {largest}) holds out nothing; raise the fraction")
     return train_idx, val_idx
