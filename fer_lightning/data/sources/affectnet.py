@@ -29,7 +29,7 @@ test = validation.csv (val_set); with ``val_split=holdout`` (default) val is a s
 stratified ``val_fraction`` of the training part, with ``val_split=test`` val is the
 test split (as most papers report).
 
-Only the index (paths, boxes, labels, and byte offsets of csv rows) is held in memory;
+Only the index (paths, boxes, labels, byte offsets of csv rows) is held in memory;
 images and landmarks are read per ``load``, so the ~290 K training images never sit in
 memory at once.
 """
@@ -82,13 +82,23 @@ class _Part:
     """The index of one release part (training or validation): no pixels."""
 
     source: Path  # the csv file or the annotations folder
-    paths: list[Path]
+    image_dir: Path
+    names: list[str]  # image paths relative to image_dir (str: ~5x smaller than Path)
     labels: np.ndarray  # (N,) int64
-    where: list[str]  # "file:line" or the annotation file, for error messages
+    lines: np.ndarray | None = None  # (N,) int64 csv line numbers (csv)
     boxes: np.ndarray | None = None  # (N, 4) int64 x, y, w, h (csv)
     offsets: np.ndarray | None = None  # (N,) int64 byte offset of each csv row
     landmark_column: int = -1  # csv column of facial_landmarks
     skipped: dict[str, int] = field(default_factory=dict)
+
+    def path(self, row: int) -> Path:
+        return self.image_dir / self.names[row]
+
+    def where(self, row: int) -> str:
+        """Where row ``row`` is listed: ``file:line``, or its expression file."""
+        if self.lines is not None:
+            return f"{self.source}:{self.lines[row]}"
+        return f"annotation {self.source / (Path(self.names[row]).stem + '_exp.npy')}"
 
 
 def _parse_landmarks(values: np.ndarray | str, where: str) -> np.ndarray:
@@ -156,8 +166,8 @@ class AffectNet:
         missing (checked once per split, one directory listing per folder)."""
         part, index = self._locate(split)
         if split not in self._checked:
-            paths = [part.paths[i] for i in index]
-            where = [part.where[i] for i in index]
+            paths = [part.path(i) for i in index]
+            where = [part.where(i) for i in index]
             check_files_exist(paths, where, f"AffectNet {split} images")
             self._checked.add(split)
         skipped = {} if split == "val" and self.val_split == "holdout" else dict(part.skipped)
@@ -176,7 +186,7 @@ class AffectNet:
     def path(self, split: str, index: int) -> Path:
         """The image file of sample ``index`` of ``split``."""
         part, rows = self._locate(split)
-        return part.paths[int(rows[index])]
+        return part.path(int(rows[index]))
 
     def fingerprint(self) -> str:
         """Hash of the index files (size and mtime) and settings (landmark cache keys)."""
@@ -253,7 +263,7 @@ class AffectNet:
 
     def _read_csv(self, path: Path) -> _Part:
         """Index one csv: paths, boxes, labels and row offsets, one pass, no pixels."""
-        paths, labels, where, boxes, offsets = [], [], [], [], []
+        names, labels, lines, boxes, offsets = [], [], [], [], []
         skipped: dict[str, int] = {}
         with open(path, "rb") as handle:
             head = handle.readline()
@@ -283,13 +293,14 @@ class AffectNet:
                     raise ValueError(f"{line}: facial_landmarks has "
                                      f"{len(landmarks.split(';'))} values, expected "
                                      f"{NUM_LANDMARK_VALUES} (68 x;y pairs)")
-                paths.append(self.root / CSV_IMAGE_DIR / fields[col["subDirectory_filePath"]])
+                names.append(fields[col["subDirectory_filePath"]])
                 labels.append(label)
-                where.append(line)
+                lines.append(number)
                 boxes.append(box)
                 offsets.append(start)
-        return _Part(source=path, paths=paths, labels=np.asarray(labels, np.int64),
-                     where=where, boxes=np.asarray(boxes, np.int64).reshape(-1, 4),
+        return _Part(source=path, image_dir=self.root / CSV_IMAGE_DIR, names=names,
+                     labels=np.asarray(labels, np.int64), lines=np.asarray(lines, np.int64),
+                     boxes=np.asarray(boxes, np.int64).reshape(-1, 4),
                      offsets=np.asarray(offsets, np.int64),
                      landmark_column=col["facial_landmarks"], skipped=skipped)
 
@@ -313,23 +324,22 @@ class AffectNet:
         ids.sort(key=lambda i: (0, int(i), "") if i.isdigit() else (1, 0, i))
         images = annotations.parent / "images"
         image_names = set(os.listdir(images))
-        paths, labels, where = [], [], []
+        names, labels = [], []
         skipped: dict[str, int] = {}
         for sample_id in ids:
             exp_file = annotations / f"{sample_id}{suffix}"
             label = self._code(self._read_code(exp_file), str(exp_file), skipped)
             if label is None:
                 continue
-            paths.append(images / f"{sample_id}.jpg")
+            names.append(f"{sample_id}.jpg")
             labels.append(label)
-            where.append(f"annotation {exp_file}")
         orphans = len({Path(n).stem for n in image_names} - set(ids))
         if orphans:
             skipped["image_without_annotation"] = orphans
         if not ids:
             raise layout_error(annotations / f"<id>{suffix}", "AffectNet annotations", LAYOUT)
-        return _Part(source=annotations, paths=paths, labels=np.asarray(labels, np.int64),
-                     where=where, skipped=skipped)
+        return _Part(source=annotations, image_dir=images, names=names,
+                     labels=np.asarray(labels, np.int64), skipped=skipped)
 
     @staticmethod
     def _read_code(path: Path) -> str:
@@ -343,7 +353,7 @@ class AffectNet:
     # -- loading -----------------------------------------------------------------------
 
     def _load_csv(self, part: _Part, row: int) -> RawSample:
-        path, where = part.paths[row], f" (listed at {part.where[row]})"
+        path, where = part.path(row), f" (listed at {part.where(row)})"
         x, y, w, h = (int(v) for v in part.boxes[row])
         try:
             with Image.open(path) as image:
@@ -356,13 +366,13 @@ class AffectNet:
             handle.seek(int(part.offsets[row]))
             text = handle.readline().decode("utf-8", errors="replace").rstrip("\r\n")
         fields = next(csv.reader([text]))
-        points = _parse_landmarks(fields[part.landmark_column], part.where[row])
+        points = _parse_landmarks(fields[part.landmark_column], part.where(row))
         return RawSample(image=crop, label=int(part.labels[row]),
                          landmarks=_to_unit(points, x, y, w, h), landmarks_valid=True)
 
     def _load_npy(self, part: _Part, row: int) -> RawSample:
-        path = part.paths[row]
-        image = read_rgb(path, f" ({part.where[row]})")
+        path = part.path(row)
+        image = read_rgb(path, f" ({part.where(row)})")
         lnd_file = path.parent.parent / "annotations" / f"{path.stem}_lnd.npy"
         if not lnd_file.is_file():
             return RawSample(image=image, label=int(part.labels[row]))
