@@ -64,7 +64,8 @@ def build_net(cfg: DictConfig, num_classes: int) -> torch.nn.Module:
     """The network of ``cfg.model`` sized for the data, with the ``cfg.head`` head."""
     head = {key: value for key, value in OmegaConf.to_container(cfg.head, resolve=True).items()
             if key != "name"}
-    model_cfg = {key: value for key, value in cfg.model.items() if key != "name"}
+    # ``module`` names the LightningModule and its arguments (train.build_module).
+    model_cfg = {key: value for key, value in cfg.model.items() if key not in ("name", "module")}
     return instantiate(model_cfg, num_classes=num_classes, in_channels=cfg.data.channels,
                        image_size=cfg.data.image_size, head=head,
                        use_landmarks=bool(cfg.landmarks.enabled))
