@@ -52,6 +52,7 @@ def test_csv_eight_classes_labels_and_skip_counts(csv_root):
     test = source.split_info("test")
     assert test.labels.tolist() == list(range(8)) and test.skipped == {"no_face": 1}
     assert source.split_info("val").labels.tolist() == test.labels.tolist()
+    assert source.describe().startswith("AffectNet-8 csv release: train = ")
 
 
 def test_csv_seven_classes_drop_and_count_contempt(csv_root):

@@ -30,6 +30,7 @@ def test_flat_tree_is_split_by_stratified_fractions(tmp_path):
     every = [source.path(s, i) for s in ("train", "val", "test") for i in range(len(
         source.split_info(s).labels))]
     assert len(set(every)) == 20  # disjoint and complete
+    assert "stratified fractions [0.6, 0.2, 0.2] (seed 1)" in source.describe()
     again = ImageFolder(tmp_path, split_fractions=(0.6, 0.2, 0.2), seed=1)
     assert [again.path("val", i) for i in range(4)] == [source.path("val", i) for i in range(4)]
 
@@ -68,6 +69,7 @@ def test_train_and_test_only_holds_val_out_of_train(tmp_path):
     assert np.bincount(source.split_info("val").labels).tolist() == [2, 2]
     assert np.bincount(source.split_info("train").labels).tolist() == [8, 8]
     assert len(source.split_info("test").labels) == 4
+    assert "val = stratified 0.2 hold-out of train" in source.describe()
     train_paths = {source.path("train", i) for i in range(16)}
     assert all(source.path("val", i) not in train_paths for i in range(4))
 

@@ -72,6 +72,8 @@ def test_class_order_and_zero_based_labels_with_test_as_val(root):
     assert source.split_info("test").labels.tolist() == [6, 5, 4, 3, 2, 1, 0]
     assert source.split_info("val").labels.tolist() == source.split_info("test").labels.tolist()
     assert source.split_info("train").skipped == {}
+    assert "val = test split" in source.describe()
+    assert "val = stratified 0.5 hold-out" in RafDB(root, val_fraction=0.5).describe()
 
 
 def test_load_decodes_the_listed_colour_image(root):

@@ -188,6 +188,14 @@ class AffectNet:
         part, rows = self._locate(split)
         return part.path(int(rows[index]))
 
+    def describe(self) -> str:
+        """One line: what is read and how the splits are formed (for summaries)."""
+        train, test = (str(self._sources[part]) for part in ("train", "test"))
+        val = ("val = test split" if self.val_split == "test" else
+               f"val = stratified {self.val_fraction:g} hold-out of train (seed {self.seed})")
+        return (f"AffectNet-{self.num_classes} {self.release} release: train = {train}, "
+                f"test = {test}; {val}")
+
     def fingerprint(self) -> str:
         """Hash of the index files (size and mtime) and settings (landmark cache keys)."""
         stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in self._sources.values()]

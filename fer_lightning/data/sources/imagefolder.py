@@ -135,8 +135,15 @@ class ImageFolder:
         split_dirs = self._split_dirs()
         if split_dirs:
             self._read_split_layout(split_dirs)
+            folders = ", ".join(f"{s}={p.name}/" for s, p in split_dirs.items())
+            held = "" if "val" in split_dirs else \
+                f"; val = stratified {self.val_fraction:g} hold-out of train (seed {seed})"
+            same = "" if "test" in split_dirs else "; test = val"
+            self._layout = f"split folders {folders}{held}{same}"
         else:
             self._read_flat_layout()
+            self._layout = (f"class folders split by stratified fractions "
+                            f"{list(self.split_fractions)} (seed {seed})")
 
     # -- Source protocol ---------------------------------------------------------------
 
@@ -156,6 +163,10 @@ class ImageFolder:
     def path(self, split: str, index: int) -> Path:
         """The image file of sample ``index`` of ``split``."""
         return self.root / self._paths[split][index]
+
+    def describe(self) -> str:
+        """One line: what is read and how the splits are formed (for summaries)."""
+        return f"{self.root}: {self._layout}"
 
     def fingerprint(self) -> str:
         """Hash of the file lists, labels and split settings (landmark cache keys)."""

@@ -95,6 +95,12 @@ class RafDB:
         """The image file of sample ``index`` of ``split``."""
         return self._image_path(int(self._split(split)[index]))
 
+    def describe(self) -> str:
+        """One line: what is read and how the splits are formed (for summaries)."""
+        val = ("val = test split" if self.val_split == "test" else
+               f"val = stratified {self.val_fraction:g} hold-out of train (seed {self.seed})")
+        return f"{self.label_file} + {self.image_dir}: train_/test_ prefixes; {val}"
+
     def fingerprint(self) -> str:
         """Hash of the label file's bytes and the split settings (landmark cache keys)."""
         return fingerprint_of("rafdb", self.label_file.read_bytes(), self.variant,
