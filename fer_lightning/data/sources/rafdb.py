@@ -129,7 +129,7 @@ class RafDB:
         """Names, 0-based labels, 1-based line numbers and partition ids of every row."""
         names, labels, lines, partition = [], [], [], []
         seen: dict[str, int] = {}
-        text = self.label_file.read_text(encoding="utf-8", errors="replace")
+        text = self.label_file.read_text(encoding="utf-8-sig", errors="replace")
         for number, line in enumerate(text.splitlines(), start=1):
             fields = line.split()
             if not fields:
