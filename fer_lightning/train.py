@@ -45,34 +45,8 @@ def build_datamodule(cfg: DictConfig) -> FERDataModule:
         overlay_style=cfg.landmarks.get("overlay_style", "points"),
         heatmap_sigma=cfg.landmarks.get("heatmap_sigma", 1.0),
         heatmap_style=cfg.landmarks.get("heatmap_style", "gaussian"),
+        landmarks=OmegaConf.to_container(cfg.landmarks, resolve=True),
     )
-
-
-def build_datamodule_or_hint(cfg: DictConfig) -> FERDataModule:
-    """``build_datamodule``; a dataset missing on disk ends the run at once with the
-    source's message plus the experiment's ``hint_without_data`` (e.g. the command that
-    runs the same model on the synthetic faces)."""
-    try:
-        return build_datamodule(cfg)
-    except Exception as error:
-        missing = error
-        while missing is not None and not isinstance(missing, FileNotFoundError):
-            missing = missing.__cause__
-        hint = cfg.get("hint_without_data")
-        if missing is None or not hint:
-            raise
-        raise ConfigError(f"{missing}\n{hint}") from None
-
-
-def build_module(cfg: DictConfig, net: torch.nn.Module, loss: torch.nn.Module,
-                 class_names: list[str]) -> FERClassifier:
-    """The LightningModule named by ``model.module._target_`` (FERClassifier when absent),
-    given the rest of ``model.module`` as keyword arguments (e.g. loss weights)."""
-    module_cfg = as_plain_dict(cfg.model.get("module")) or {}
-    target = module_cfg.pop("_target_", None)
-    module_class = get_class(target) if target else FERClassifier
-    return module_class(net, loss, class_names, optimizer=as_plain_dict(cfg.optimizer),
-                        scheduler=as_plain_dict(cfg.scheduler), **module_cfg)
 
 
 def build_loss(loss_cfg: DictConfig, class_counts: list[int]) -> torch.nn.Module:
@@ -157,11 +131,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
 
-    datamodule = build_datamodule_or_hint(cfg)
+    datamodule = build_datamodule(cfg)
     class_names = datamodule.class_names
     net = build_net(cfg, len(class_names))
     loss = build_loss(cfg.loss, datamodule.class_counts("train"))
-    model = build_module(cfg, net, loss, class_names)
+    model = FERClassifier(net, loss, class_names, optimizer=as_plain_dict(cfg.optimizer),
+                          scheduler=as_plain_dict(cfg.scheduler))
     loggers = build_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg.get("callbacks")),
                                      logger=loggers or False)

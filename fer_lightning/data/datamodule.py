@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.encodings import ENCODINGS
+from fer_lightning.data.landmarks import cache as landmark_cache
 from fer_lightning.data.sources.base import SPLITS, Source
 from fer_lightning.data.transforms import BatchTransform, BatchTransformConfig, LandmarkAugment
 
@@ -31,7 +32,9 @@ class FERDataModule(L.LightningDataModule):
                  augment: Mapping[str, Any] | None = None, balanced_sampler: bool = False,
                  use_landmarks: bool = False, landmark_encoding: str | None = None,
                  overlay_style: str = "points", heatmap_sigma: float = 1.0,
-                 heatmap_style: str = "gaussian", pin_memory: bool = False) -> None:
+                 heatmap_style: str = "gaussian", pin_memory: bool = False,
+                 landmarks: Mapping[str, Any] | None = None, precropped: bool | None = None
+                 ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be a positive integer, got {batch_size}")
@@ -53,6 +56,17 @@ class FERDataModule(L.LightningDataModule):
             overlay_style=overlay_style, heatmap_sigma=heatmap_sigma, heatmap_style=heatmap_style,
         ))
         self.datasets: dict[str, FERDataset] = {}
+        # `landmarks`: the landmarks config group. With an `extractor` (dlib, mediapipe,
+        # mtcnn) prepare_data caches its landmarks; `precropped`: whether the dataset's
+        # images already are face crops (the default of landmarks.precropped).
+        self.landmarks_config = landmark_cache.plain(landmarks)
+        self.precropped = precropped
+        if self.landmarks_config.get("on_missing", "mean_shape") not in landmark_cache.POLICIES:
+            raise ValueError(f"landmarks.on_missing must be one of {list(landmark_cache.POLICIES)}"
+                             f", got {self.landmarks_config['on_missing']!r}")
+        self._landmark_caches: dict[str, landmark_cache.LandmarkCache] | None = None
+        #: {split: {"detected", "missed", "rate", "dropped"}} after setup (extracted landmarks).
+        self.landmark_report: dict[str, dict[str, Any]] = {}
 
     @property
     def class_names(self) -> list[str]:
@@ -60,15 +74,37 @@ class FERDataModule(L.LightningDataModule):
         return list(self.source.class_names)
 
     def class_counts(self, split: str = "train") -> list[int]:
-        """Samples per class in ``split``, in label order (zeros included)."""
-        labels = self.source.split_info(split).labels
+        """Samples per class in ``split``, in label order (zeros included); after setup,
+        of the samples kept (``landmarks.on_missing=drop`` removes some)."""
+        labels = self.datasets[split].labels if split in self.datasets \
+            else self.source.split_info(split).labels
         return np.bincount(labels, minlength=len(self.class_names)).tolist()
 
+    def landmark_caches(self) -> dict[str, landmark_cache.LandmarkCache]:
+        """The landmark cache of every split, or {} when no extractor is configured."""
+        if not self.use_landmarks or not self.landmarks_config.get("extractor"):
+            return {}
+        if self._landmark_caches is None:
+            self._landmark_caches = landmark_cache.caches_for(
+                self.landmarks_config, self.source, SPLITS, self.precropped)
+        return self._landmark_caches
+
+    def prepare_data(self) -> None:
+        """Extract and cache landmarks once (Lightning runs this on rank 0 only)."""
+        for cache in self.landmark_caches().values():
+            cache.compute()
+
     def setup(self, stage: str | None = None) -> None:
-        for split in SPLITS:
-            if split not in self.datasets:
-                self.datasets[split] = FERDataset(self.source, split, self.image_size,
-                                                  self.channels, self.use_landmarks)
+        missing = [split for split in SPLITS if split not in self.datasets]
+        arrays, kept = {}, {}
+        if missing and self.landmark_caches():
+            policy = self.landmarks_config.get("on_missing", "mean_shape")
+            arrays, kept, self.landmark_report = landmark_cache.resolve(
+                self.landmark_caches(), policy)
+        for split in missing:
+            self.datasets[split] = FERDataset(self.source, split, self.image_size,
+                                              self.channels, self.use_landmarks,
+                                              landmarks=arrays.get(split), indices=kept.get(split))
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         sampler = None

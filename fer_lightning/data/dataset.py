@@ -7,6 +7,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from fer_lightning.data.landmarks.cache import LandmarkArrays
+from fer_lightning.data.landmarks.face_crop import apply_crop
 from fer_lightning.data.sources.base import RawSample, Source
 
 
@@ -29,22 +31,36 @@ def image_to_tensor(image: np.ndarray, size: int, channels: int) -> torch.Tensor
 
 
 class FERDataset(Dataset):
-    """Samples of one split as dicts: image, label, index (+ landmarks, landmarks_valid)."""
+    """Samples of one split as dicts: image, label, index (+ landmarks, landmarks_valid).
+
+    Landmarks come from ``landmarks`` (a backend's cached arrays, misses already filled
+    by the ``on_missing`` policy) when given, else from the source (``groundtruth``).
+    Cached ``crop_box`` entries (photo datasets) crop the image the way the landmarks were
+    computed. ``indices`` selects the source samples kept (``on_missing=drop``); the
+    ``index`` of a sample is its index in the source split.
+    """
 
     def __init__(self, source: Source, split: str, image_size: int, channels: int,
-                 with_landmarks: bool) -> None:
+                 with_landmarks: bool, landmarks: LandmarkArrays | None = None,
+                 indices: np.ndarray | None = None) -> None:
         self.source = source
         self.split = split
         self.image_size = image_size
         self.channels = channels
         self.with_landmarks = with_landmarks
-        self.labels = source.split_info(split).labels
+        self.cached = landmarks
+        labels = source.split_info(split).labels
+        self.indices = np.arange(len(labels)) if indices is None else np.asarray(indices)
+        self.labels = labels[self.indices]
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+        index = int(self.indices[position])
         raw: RawSample = self.source.load(self.split, index)
+        if self.cached is not None and np.isfinite(self.cached.crop_box[index]).all():
+            raw.image = apply_crop(raw.image, self.cached.crop_box[index])
         sample = {
             "image": image_to_tensor(raw.image, self.image_size, self.channels),
             "label": torch.tensor(raw.label, dtype=torch.long),
@@ -55,6 +71,9 @@ class FERDataset(Dataset):
         return sample
 
     def _landmarks(self, raw: RawSample, index: int) -> dict[str, torch.Tensor]:
+        if self.cached is not None:
+            return {"landmarks": torch.as_tensor(self.cached.points[index], dtype=torch.float32),
+                    "landmarks_valid": torch.tensor(bool(self.cached.valid[index]))}
         if raw.landmarks is None:
             raise ValueError(
                 f"landmarks=groundtruth needs a dataset that ships landmarks, but "

@@ -19,8 +19,8 @@ from PIL import Image
 
 #: ``make setup`` installs every backend this way; the error of a missing one repeats it.
 INSTALL = {
-    "dlib": "pip install dlib-bin face-recognition-models 'setuptools<81'",
-    "face_recognition_models": "pip install dlib-bin face-recognition-models 'setuptools<81'",
+    "dlib": "pip install dlib-bin face-recognition-models",
+    "face_recognition_models": "pip install dlib-bin face-recognition-models",
     "facenet_pytorch": "pip install --no-deps facenet-pytorch==2.6.0",
     "mediapipe": ("pip install --no-deps mediapipe==0.10.21 && pip install absl-py attrs "
                   "flatbuffers matplotlib opencv-contrib-python sounddevice protobuf==6.33.5"),

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fer_lightning.data.landmarks.base import LazyModel, require, to_grey, to_rgb
+from fer_lightning.data.landmarks.base import LazyModel, require, to_rgb
 
 DETECTORS = ("hog", "mtcnn")
 SELECT = ("largest", "confident")
@@ -67,7 +67,7 @@ class HogDetector(LazyModel):
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(boxes (N, 4) xyxy pixels float32, scores (N,))."""
-        rects, scores, _ = self.model.run(to_grey(image), self.upsample, self.adjust_threshold)
+        rects, scores, _ = self.model.run(to_rgb(image), self.upsample, self.adjust_threshold)
         boxes = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects],
                          np.float32).reshape(-1, 4)
         return boxes, np.asarray(scores, np.float32).reshape(-1)
@@ -118,7 +118,7 @@ def make_detector(name: str, **kwargs: Any) -> HogDetector | MtcnnDetector:
     raise ValueError(f"landmarks.face_detector must be one of {list(DETECTORS)}, got {name!r}")
 
 
-def crop_box(face: np.ndarray, width: int, height: int, margin: float) -> np.ndarray:
+def crop_box(face: np.ndarray, margin: float) -> np.ndarray:
     """Square xyxy pixel box around ``face`` (xyxy), enlarged by ``margin`` times its side
     on every side; integer-aligned, and may extend beyond the image (padded on crop)."""
     x0, y0, x1, y1 = (float(v) for v in face)
@@ -178,5 +178,5 @@ class FaceCropper:
         face = self.detect(image)
         if face is None:
             return None
-        box = crop_box(face, image.shape[1], image.shape[0], self.margin)
+        box = crop_box(face, self.margin)
         return apply_crop(image, box), box, face - np.tile(box[:2], 2)
