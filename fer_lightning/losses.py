@@ -1,7 +1,8 @@
 """Classification losses, each a module ``loss(logits, target) -> scalar``.
 
-``target`` is a (B,) long tensor of class indices. The ablation axis is the ``loss``
-config group: ``ce`` | ``weighted_ce`` | ``focal``.
+``target`` is a (B,) long tensor of class indices, except for losses declaring
+``uses_soft_target = True``, which get the batch's (B, K) soft ``target`` instead. The
+ablation axis is the ``loss`` config group: ``ce`` | ``weighted_ce`` | ``focal`` | ``soft_ce``.
 """
 
 from __future__ import annotations
@@ -86,3 +87,44 @@ class FocalLoss(nn.Module):
                                  f"expected one per class ({logits.shape[-1]})")
             loss = loss * self.alpha[target]
         return loss.mean()
+
+
+SOFT_TARGET_MODES = ("majority", "crossentropy", "probability", "multi_target")
+
+
+class SoftTargetCrossEntropy(nn.Module):
+    """Losses against a (B, K) target distribution: the FER+ training modes.
+
+    Follows the FER+ reference training (microsoft/FERPlus ``src/train.py`` ``cost_func``
+    and ``ferplus.py`` ``_process_target``; Barsoum et al. 2016, Sec. 3):
+
+    - ``majority`` / ``crossentropy``: -sum_k t_k log p_k (one-hot t gives plain CE);
+    - ``probability``: each step draws one class per sample from t and takes CE with it;
+    - ``multi_target``: t' = (1 - eps) [t > 0] + eps, loss -log max_k t'_k p_k, so any
+      emotion most taggers saw counts as right.
+    """
+
+    uses_soft_target = True
+
+    def __init__(self, mode: str = "crossentropy", epsilon: float = 0.001) -> None:
+        super().__init__()
+        if mode not in SOFT_TARGET_MODES:
+            raise ValueError(f"loss.mode={mode!r}; allowed values: {list(SOFT_TARGET_MODES)}")
+        if not 0.0 < epsilon < 1.0:
+            raise ValueError(f"loss.epsilon must be in (0, 1), got {epsilon}")
+        self.mode = mode
+        self.epsilon = epsilon
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.shape != logits.shape:
+            raise ValueError(f"soft_ce: target of shape {tuple(target.shape)} does not match "
+                             f"logits {tuple(logits.shape)}; expected (batch, classes)")
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        target = target.float()
+        if self.mode == "probability":
+            drawn = torch.multinomial(target, 1).squeeze(1)
+            return F.nll_loss(log_probs, drawn)
+        if self.mode == "multi_target":
+            weights = (1 - self.epsilon) * (target > 0).float() + self.epsilon
+            return -(weights.log() + log_probs).max(dim=-1).values.mean()
+        return -(target * log_probs).sum(dim=-1).mean()

@@ -66,6 +66,8 @@ class FERDataset(Dataset):
             "label": torch.tensor(raw.label, dtype=torch.long),
             "index": torch.tensor(index, dtype=torch.long),
         }
+        if raw.target is not None:
+            sample["target"] = torch.as_tensor(raw.target, dtype=torch.float32)
         if self.with_landmarks:
             sample.update(self._landmarks(raw, index))
         return sample

@@ -44,11 +44,21 @@ class FERClassifier(L.LightningModule):
 
     def _step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self(batch)
-        loss = self.loss(logits, batch["label"])
+        loss = self.loss(logits, self._loss_target(batch))
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True,
                  prog_bar=True, batch_size=len(logits), sync_dist=stage != "train")
         self.metrics[f"{stage}_metrics"].update(logits.detach().float(), batch["label"])
         return loss
+
+    def _loss_target(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``batch["target"]`` for losses declaring ``uses_soft_target``, else the labels."""
+        if not getattr(self.loss, "uses_soft_target", False):
+            return batch["label"]
+        if "target" not in batch:
+            raise ValueError(f"{type(self.loss).__name__} trains on soft targets "
+                             f"(batch['target']), but this dataset provides none; use a "
+                             f"dataset with soft labels (data=ferplus) or loss=ce")
+        return batch["target"]
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
