@@ -1,0 +1,102 @@
+"""What a configured dataset holds: per-split, per-class counts, skipped rows, landmark rates.
+
+``python -m fer_lightning.data summary data=<name> data.root=<dir> [format=json]`` prints
+``summarize(datamodule)``. The JSON shape is fixed::
+
+    {
+      "train": {"<class name>": count, ...},     # one entry per available split, classes
+      "val":   {...},                            #   in the source's label order, zeros kept
+      "test":  {...},
+      "skipped": {"<split>": {"<reason>": rows}},  # rows dropped by a policy, by reason
+      "unavailable": {"<split>": "<why>"},       # only when a split does not exist
+      "landmarks": {...},                        # only when the datamodule reports them
+      "source": "<file(s) read and how splits are formed>"
+    }
+
+Split keys are exactly those of ``SPLITS`` that the source can provide; everything else
+is an extra field.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from fer_lightning.data.sources.base import SPLITS
+from fer_lightning.data.sources.fer2013 import SplitUnavailableError
+
+EXTRA_FIELDS = ("skipped", "unavailable", "landmarks", "source")
+
+
+def landmark_report(datamodule: Any) -> dict[str, Any] | None:
+    """HOOK for the landmark detection rate: whatever ``datamodule.landmark_report()``
+    returns (an attribute holding a dict works too), or None when it has none.
+
+    The landmark extractors fill it in (e.g. per split: faces found / total, rate,
+    backend); the summary prints it under ``"landmarks"`` without interpreting it.
+    """
+    report = getattr(datamodule, "landmark_report", None)
+    if callable(report):
+        report = report()
+    return dict(report) if report else None
+
+
+def summarize(datamodule: Any) -> dict[str, Any]:
+    """Counts of ``datamodule.source`` per split and class, plus the extra fields above."""
+    source = datamodule.source
+    names = list(source.class_names)
+    summary: dict[str, Any] = {}
+    skipped: dict[str, dict[str, int]] = {}
+    unavailable: dict[str, str] = {}
+    for split in SPLITS:
+        try:
+            info = source.split_info(split)
+        except SplitUnavailableError as error:
+            unavailable[split] = str(error)
+            continue
+        counts = np.bincount(info.labels, minlength=len(names))
+        summary[split] = {name: int(count) for name, count in zip(names, counts, strict=True)}
+        skipped[split] = {reason: int(n) for reason, n in sorted(info.skipped.items())}
+    summary["skipped"] = skipped
+    if unavailable:
+        summary["unavailable"] = unavailable
+    report = landmark_report(datamodule)
+    if report is not None:
+        summary["landmarks"] = report
+    describe = getattr(source, "describe", None)
+    summary["source"] = describe() if callable(describe) else type(source).__name__
+    return summary
+
+
+def format_text(summary: dict[str, Any]) -> str:
+    """A plain table (classes x splits, with totals) followed by skips and extras."""
+    splits = [key for key in summary if key not in EXTRA_FIELDS]
+    classes = list(summary[splits[0]]) if splits else []
+    width = max([len("class"), *map(len, classes)])
+    lines = [f"source: {summary['source']}", ""]
+    lines.append("class".ljust(width) + "".join(f"{split:>9}" for split in splits))
+    for name in classes:
+        lines.append(name.ljust(width) + "".join(f"{summary[s][name]:>9}" for s in splits))
+    lines.append("total".ljust(width) + "".join(f"{sum(summary[s].values()):>9}"
+                                                 for s in splits))
+    lines.append("")
+    for split in splits:
+        reasons = summary["skipped"].get(split, {})
+        detail = ", ".join(f"{reason}: {n}" for reason, n in reasons.items()) or "none"
+        lines.append(f"skipped {split}: {sum(reasons.values())} ({detail})")
+    for split, why in summary.get("unavailable", {}).items():
+        lines.append(f"{split}: unavailable: {why}")
+    if "landmarks" in summary:
+        lines.append("landmarks: " + json.dumps(summary["landmarks"], sort_keys=True))
+    return "\n".join(lines)
+
+
+def render(summary: dict[str, Any], fmt: str = "text") -> str:
+    """``summary`` as ``text`` or ``json``."""
+    if fmt == "json":
+        return json.dumps(summary, indent=2)
+    if fmt == "text":
+        return format_text(summary)
+    raise ValueError(f"format={fmt!r}; allowed values: ['text', 'json']")
