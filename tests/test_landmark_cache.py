@@ -257,3 +257,21 @@ def test_fast_dev_run_with_dlib_on_synthetic_faces(make_cfg, tmp_path: Path) -> 
     assert set(reports) == set(SPLITS)
     assert reports["train"]["detected"] + reports["train"]["missed"] == 16
     assert reports["train"]["rate"] > 0.5  # drawn faces: dlib finds most of them
+
+
+@pytest.mark.parametrize("backend, target, points", [
+    ("dlib", "DlibExtractor", 68), ("mediapipe", "MediapipeExtractor", 68),
+    ("mtcnn", "MtcnnExtractor", 5)])
+def test_backend_configs_compose_into_pipelines(make_cfg, tmp_path: Path, backend: str,
+                                                target: str, points: int) -> None:
+    from omegaconf import OmegaConf
+
+    from fer_lightning.data.landmarks.cache import build_pipeline
+
+    cfg = make_cfg(f"landmarks={backend}", "landmarks.precropped=false")
+    config = OmegaConf.to_container(cfg.landmarks, resolve=True)
+    assert config["cache_dir"].endswith("landmark_cache") and config["on_missing"] == "mean_shape"
+    pipeline = build_pipeline(config)
+    assert type(pipeline.extractor).__name__ == target and pipeline.num_points == points
+    assert pipeline.cropper is not None and pipeline.settings["crop"]["margin"] == 0.25
+    assert build_pipeline({**config, "precropped": True}).cropper is None
