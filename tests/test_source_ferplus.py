@@ -405,7 +405,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_summary_cli_text_and_json(tmp_path):
+@pytest.mark.slow
+def test_summary_cli_json_in_a_subprocess(tmp_path):
     write_fer2013_csv(tmp_path, make_rows())
     result = run_cli("data=fer2013", f"data.root={tmp_path}", "format=json")
     assert result.returncode == 0, result.stderr
@@ -413,8 +414,18 @@ def test_summary_cli_text_and_json(tmp_path):
     assert summary["train"] == {name: 2 for name in ["angry", "disgust", "fear", "happy", "sad",
                                                      "surprise", "neutral"]}
     assert summary["skipped"] == {"train": {}, "val": {}, "test": {}}
-    text = run_cli("data=fer2013", f"data.root={tmp_path}")
-    assert text.returncode == 0 and re.search(r"\ntotal +14 +7 +7\n", text.stdout)
-    missing = run_cli("data=fer2013", f"data.root={tmp_path / 'none'}")
-    assert missing.returncode == 1
-    assert f"error: FER2013 root {tmp_path / 'none'} is not a directory" in missing.stderr
+
+
+def test_summary_cli_text_and_errors(tmp_path, capsys):
+    from hydra.core.global_hydra import GlobalHydra
+
+    from fer_lightning.data.__main__ import main
+
+    write_fer2013_csv(tmp_path, make_rows())
+    GlobalHydra.instance().clear()
+    assert main(["summary", "data=fer2013", f"data.root={tmp_path}"]) == 0
+    assert re.search(r"\ntotal +14 +7 +7\n", capsys.readouterr().out)
+    GlobalHydra.instance().clear()
+    with pytest.raises(SystemExit, match=f"error: FER2013 root {tmp_path / 'none'} is not a "
+                                         f"directory"):
+        main(["summary", "data=fer2013", f"data.root={tmp_path / 'none'}"])

@@ -31,12 +31,18 @@ EXTRA_FIELDS = ("skipped", "unavailable", "landmarks", "source")
 
 
 def landmark_report(datamodule: Any) -> dict[str, Any] | None:
-    """HOOK for the landmark detection rate: whatever ``datamodule.landmark_report()``
-    returns (an attribute holding a dict works too), or None when it has none.
+    """HOOK for the landmark detection rate: ``datamodule.landmark_report`` (a dict, or a
+    method returning one), or None when it has none.
 
-    The landmark extractors fill it in (e.g. per split: faces found / total, rate,
-    backend); the summary prints it under ``"landmarks"`` without interpreting it.
+    When the datamodule has landmark caches to fill (``landmarks=<extractor>``), its
+    ``prepare_data`` and ``setup`` run first: extraction happens once and is cached, and
+    setup fills the report ({split: {"detected", "missed", "rate", "dropped"}}). The
+    summary prints it under ``"landmarks"`` without interpreting it.
     """
+    caches = getattr(datamodule, "landmark_caches", None)
+    if callable(caches) and caches():
+        datamodule.prepare_data()
+        datamodule.setup("fit")
     report = getattr(datamodule, "landmark_report", None)
     if callable(report):
         report = report()
