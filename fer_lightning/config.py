@@ -81,6 +81,16 @@ def _check_net_builds(cfg: DictConfig) -> None:
         raise ConfigError(str(error.__cause__ or error)) from None
 
 
+def _check_soft_labels(cfg: DictConfig) -> None:
+    """FER+ label modes other than majority train on vote distributions; a hard-label loss
+    would silently train on their argmax instead."""
+    label_mode = cfg.data.get("source", {}).get("label_mode")
+    uses_soft = getattr(get_class(cfg.loss._target_), "uses_soft_target", False)
+    if label_mode not in (None, "majority") and not uses_soft:
+        raise ConfigError(f"data.source.label_mode={label_mode} trains on soft vote "
+                          f"distributions: add loss=soft_ce (or use label_mode=majority)")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value or combination that cannot run."""
     for key in ("batch_size", "image_size"):
@@ -101,6 +111,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.landmarks.enabled and getattr(net, "landmark_encoding", None) is None:
         raise ConfigError(f"model={cfg.model.name} cannot use landmarks; "
                           f"set landmarks=none")
+    _check_soft_labels(cfg)
     _check_net_builds(cfg)
 
 

@@ -184,3 +184,12 @@ def test_fast_dev_run_on_fer2013(make_cfg, tmp_path):
     results = train(make_cfg("data=fer2013", f"data.root={tmp_path / 'fer'}", *SMALL_RUN,
                              tiny=False))
     assert len(results["test"]["confusion_matrix"]) == len(CLASS_NAMES)
+
+
+def test_train_csv_form_trains_validates_and_says_there_is_no_test(make_cfg, tmp_path, caplog):
+    write_kaggle_train_test(tmp_path / "kaggle", ROWS)
+    results = train(make_cfg("data=fer2013", f"data.root={tmp_path / 'kaggle'}",
+                             "data.source.file=train.csv", "data.source.holdout_fraction=0.5",
+                             *SMALL_RUN, tiny=False))
+    assert "val" in results and "test" not in results
+    assert "test.csv has no labels" in caplog.text

@@ -429,3 +429,11 @@ def test_summary_cli_text_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit, match=f"error: FER2013 root {tmp_path / 'none'} is not a "
                                          f"directory"):
         main(["summary", "data=fer2013", f"data.root={tmp_path / 'none'}"])
+
+
+def test_soft_label_mode_with_a_hard_label_loss_fails_before_training(make_cfg, tmp_path):
+    from fer_lightning.config import ConfigError, check_config
+
+    with pytest.raises(ConfigError, match="label_mode=crossentropy .* add loss=soft_ce"):
+        check_config(make_cfg("data=ferplus", f"data.root={tmp_path}", "loss=ce",
+                              "data.source.label_mode=crossentropy"))

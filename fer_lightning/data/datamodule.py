@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.encodings import ENCODINGS
 from fer_lightning.data.landmarks import cache as landmark_cache
-from fer_lightning.data.sources.base import SPLITS, Source
+from fer_lightning.data.sources.base import SPLITS, Source, SplitUnavailableError
 from fer_lightning.data.transforms import BatchTransform, BatchTransformConfig, LandmarkAugment
 
 
@@ -33,9 +33,10 @@ class FERDataModule(L.LightningDataModule):
                  use_landmarks: bool = False, landmark_encoding: str | None = None,
                  overlay_style: str = "points", heatmap_sigma: float = 1.0,
                  heatmap_style: str = "gaussian", pin_memory: bool = False,
-                 landmarks: Mapping[str, Any] | None = None, precropped: bool | None = None
-                 ) -> None:
+                 landmarks: Mapping[str, Any] | None = None, precropped: bool | None = None,
+                 root: str | None = None) -> None:
         super().__init__()
+        self.root = root  # where the dataset lives (the source reads data.source.root)
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be a positive integer, got {batch_size}")
         if num_workers < 0:
@@ -67,6 +68,9 @@ class FERDataModule(L.LightningDataModule):
         self._landmark_caches: dict[str, landmark_cache.LandmarkCache] | None = None
         #: {split: {"detected", "missed", "rate", "dropped"}} after setup (extracted landmarks).
         self.landmark_report: dict[str, dict[str, Any]] = {}
+        self._available_splits: list[str] | None = None
+        #: split -> why this form of the dataset does not have it
+        self.unavailable_splits: dict[str, str] = {}
 
     @property
     def class_names(self) -> list[str]:
@@ -80,13 +84,29 @@ class FERDataModule(L.LightningDataModule):
             else self.source.split_info(split).labels
         return np.bincount(labels, minlength=len(self.class_names)).tolist()
 
+    @property
+    def available_splits(self) -> list[str]:
+        """The splits this form of the dataset has (FER2013's train.csv form has no
+        labelled test split); asking a loader for another raises SplitUnavailableError."""
+        if self._available_splits is None:
+            self._available_splits = [split for split in SPLITS if self._has_split(split)]
+        return self._available_splits
+
+    def _has_split(self, split: str) -> bool:
+        try:
+            self.source.split_info(split)
+        except SplitUnavailableError as error:
+            self.unavailable_splits[split] = str(error)
+            return False
+        return True
+
     def landmark_caches(self) -> dict[str, landmark_cache.LandmarkCache]:
         """The landmark cache of every split, or {} when no extractor is configured."""
         if not self.use_landmarks or not self.landmarks_config.get("extractor"):
             return {}
         if self._landmark_caches is None:
             self._landmark_caches = landmark_cache.caches_for(
-                self.landmarks_config, self.source, SPLITS, self.precropped)
+                self.landmarks_config, self.source, self.available_splits, self.precropped)
         return self._landmark_caches
 
     def prepare_data(self) -> None:
@@ -95,7 +115,7 @@ class FERDataModule(L.LightningDataModule):
             cache.compute()
 
     def setup(self, stage: str | None = None) -> None:
-        missing = [split for split in SPLITS if split not in self.datasets]
+        missing = [split for split in self.available_splits if split not in self.datasets]
         arrays, kept = {}, {}
         if missing and self.landmark_caches():
             policy = self.landmarks_config.get("on_missing", "mean_shape")
@@ -107,6 +127,8 @@ class FERDataModule(L.LightningDataModule):
                                               landmarks=arrays.get(split), indices=kept.get(split))
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        if split in self.unavailable_splits:
+            raise SplitUnavailableError(self.unavailable_splits[split])
         sampler = None
         if shuffle and self.balanced_sampler:
             sampler, shuffle = self._balanced_sampler(), False

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from fer_lightning.data.sources.base import SPLITS
-from fer_lightning.data.sources.fer2013 import SplitUnavailableError
+from fer_lightning.data.sources.base import SplitUnavailableError
 
 EXTRA_FIELDS = ("skipped", "unavailable", "landmarks", "source")
 

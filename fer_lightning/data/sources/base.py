@@ -15,6 +15,10 @@ import numpy as np
 SPLITS = ("train", "val", "test")
 
 
+class SplitUnavailableError(ValueError):
+    """The requested split does not exist in this form of the dataset (e.g. no labels)."""
+
+
 @dataclass
 class RawSample:
     """One sample as a source returns it, before any transform.

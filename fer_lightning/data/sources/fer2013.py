@@ -31,7 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_lightning.data.sources.base import SPLITS, RawSample, SplitInfo
+from fer_lightning.data.sources.base import (
+    SPLITS,
+    RawSample,
+    SplitInfo,
+    SplitUnavailableError,
+)
 from fer_lightning.data.sources.holdout import stratified_holdout
 
 log = logging.getLogger(__name__)
@@ -58,10 +63,6 @@ LAYOUT = (
 )
 #: Rows parsed per np.fromstring call: bounds the int64 scratch array to ~38 MB.
 CHUNK_ROWS = 2048
-
-
-class SplitUnavailableError(ValueError):
-    """The requested split does not exist in this form of the dataset (no labels for it)."""
 
 
 @dataclass
