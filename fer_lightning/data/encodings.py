@@ -13,6 +13,8 @@ All of them are vectorised over the batch, so they run on the GPU as well as the
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from fer_lightning.data.landmarks.schema import CONTOUR_SEGMENTS, GROUPS, NUM_POINTS
@@ -66,8 +68,9 @@ def draw_heatmap(landmarks: torch.Tensor, valid: torch.Tensor, height: int, widt
     ``sigma`` pixels centred on each point (seed 000 Sec. 3.1, the landmark input).
 
     ``style="contours"`` also places Gaussians densely along the face contours, so the
-    map shows lines rather than dots. Invalid samples get an all-zero map. Points are
-    processed in chunks, so memory stays at a few (B, H, W) maps even at 224 px.
+    map shows lines rather than dots. Invalid samples get an all-zero map. Each Gaussian
+    is evaluated exactly (sub-pixel centre) in a window of 3 sigma around its point and
+    merged with a scatter-max, so the cost does not grow with the image area.
     """
     if style not in HEATMAP_STYLES:
         raise ValueError(f"landmarks.heatmap_style must be one of {list(HEATMAP_STYLES)}, "
@@ -78,17 +81,21 @@ def draw_heatmap(landmarks: torch.Tensor, valid: torch.Tensor, height: int, widt
     if style == "contours":
         per_segment = max(2, round(max(height, width) / 12))
         points = torch.cat([landmarks, _contour_points(landmarks, per_segment)], 1)
-    x = (points[..., 0] * width)[..., None, None]  # (B, P, 1, 1), pixel units
-    y = (points[..., 1] * height)[..., None, None]
-    grid_y = torch.arange(height, device=landmarks.device, dtype=landmarks.dtype) + 0.5
-    grid_x = torch.arange(width, device=landmarks.device, dtype=landmarks.dtype) + 0.5
-    heatmap = landmarks.new_zeros(landmarks.shape[0], height, width)
-    for start in range(0, points.shape[1], 16):
-        dy2 = (grid_y[None, None, :, None] - y[:, start:start + 16]) ** 2
-        dx2 = (grid_x[None, None, None, :] - x[:, start:start + 16]) ** 2
-        gaussians = torch.exp(-(dx2 + dy2) / (2 * sigma**2))
-        heatmap = torch.maximum(heatmap, gaussians.amax(1))
-    return (heatmap * valid[:, None, None].to(heatmap.dtype))[:, None]
+    radius = math.ceil(3 * sigma)
+    offsets = torch.arange(-radius, radius + 1, device=points.device)
+    centre_x = points[..., 0] * width  # (B, P) continuous pixel coordinates
+    centre_y = points[..., 1] * height
+    pixel_x = centre_x.floor().long()[..., None, None] + offsets[None, None, None, :]
+    pixel_y = centre_y.floor().long()[..., None, None] + offsets[None, None, :, None]
+    values = torch.exp(-(((pixel_x + 0.5) - centre_x[..., None, None]) ** 2
+                         + ((pixel_y + 0.5) - centre_y[..., None, None]) ** 2) / (2 * sigma**2))
+    inside = (pixel_x >= 0) & (pixel_x < width) & (pixel_y >= 0) & (pixel_y < height)
+    inside = inside & valid[:, None, None, None]
+    sample = torch.arange(points.shape[0], device=points.device)[:, None, None, None]
+    flat_index = ((sample * height + pixel_y) * width + pixel_x)[inside]
+    heatmap = points.new_zeros(points.shape[0] * height * width)
+    heatmap.scatter_reduce_(0, flat_index, values[inside].to(heatmap.dtype), reduce="amax")
+    return heatmap.view(points.shape[0], 1, height, width)
 
 
 def landmark_coords(landmarks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
