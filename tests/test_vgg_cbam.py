@@ -82,6 +82,10 @@ def test_experiment_head_is_the_papers_classifier(make_cfg):
     assert isinstance(layers[0], nn.AdaptiveAvgPool2d)
     linears = [m for m in net.head.modules() if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(512, 512), (512, 512), (512, 7)]
+    # GAP, dropout, FC 512, ReLU, dropout, FC 512, ReLU, classifier: no dropout before it
+    kinds = [type(m).__name__ for m in net.head.modules()
+             if isinstance(m, (nn.Dropout, nn.Linear))]
+    assert kinds == ["Dropout", "Linear", "Dropout", "Linear", "Linear"]
     assert {m.p for m in net.head.modules() if isinstance(m, nn.Dropout)} == {0.5}
     with torch.device("meta"):
         flat = build_net(make_cfg("+experiment=vgg_cbam", "data=synthetic", "head=fc"), 7)

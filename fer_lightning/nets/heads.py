@@ -18,15 +18,19 @@ from torch import nn
 POOLS = ("gap", "flatten")
 
 
-def mlp(in_features: int, hidden: Sequence[int], num_classes: int, dropout: float) -> nn.Sequential:
-    """[Dropout -> Linear -> ReLU] per hidden width, then Dropout -> Linear to the classes."""
+def mlp(in_features: int, hidden: Sequence[int], num_classes: int, dropout: float,
+        final_dropout: bool = True) -> nn.Sequential:
+    """[Dropout -> Linear -> ReLU] per hidden width, then (Dropout ->) Linear to the classes.
+
+    ``final_dropout=False`` drops the last Dropout: seed 002's head is GAP, dropout, FC 512,
+    dropout, FC 512, classifier, with no dropout right before the classifier."""
     layers: list[nn.Module] = []
     for width in hidden:
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         layers += [nn.Linear(in_features, width), nn.ReLU(inplace=True)]
         in_features = width
-    if dropout > 0:
+    if dropout > 0 and final_dropout:
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(in_features, num_classes))
     return nn.Sequential(*layers)
@@ -37,7 +41,7 @@ class ClassifierHead(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, feature_size: tuple[int, int],
                  pool: str = "gap", hidden: Sequence[int] = (), dropout: float = 0.0,
-                 conv_kernel: int = 3) -> None:
+                 conv_kernel: int = 3, final_dropout: bool = True) -> None:
         super().__init__()
         if pool not in POOLS:
             raise ValueError(f"head.pool must be one of {list(POOLS)}, got {pool!r}")
@@ -52,12 +56,13 @@ class ClassifierHead(nn.Module):
         elif pool == "gap":
             self.body = nn.Sequential(
                 nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                mlp(in_channels, hidden, num_classes, dropout),
+                mlp(in_channels, hidden, num_classes, dropout, final_dropout),
             )
         else:
             height, width = feature_size
             self.body = nn.Sequential(
-                nn.Flatten(), mlp(in_channels * height * width, hidden, num_classes, dropout)
+                nn.Flatten(),
+                mlp(in_channels * height * width, hidden, num_classes, dropout, final_dropout),
             )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
