@@ -98,3 +98,16 @@ def test_overlay_skips_points_outside_the_image():
 def test_overlay_rejects_unknown_style():
     with pytest.raises(ValueError, match="landmarks.overlay_style"):
         draw_overlay(torch.zeros(1, 1, 8, 8), random_landmarks(1), torch.tensor([True]), "dots")
+
+
+def test_normalisation_per_channel_and_a_clear_error_for_the_wrong_count():
+    from fer_lightning.data.transforms import BatchTransform, BatchTransformConfig
+
+    image = torch.full((1, 3, 2, 2), 0.5)
+    config = BatchTransformConfig(augment=None, landmark_encoding=None,
+                                  mean=[0.5, 0.25, 0.0], std=[1.0, 0.5, 0.25])
+    out = BatchTransform(config)({"image": image.clone()}, training=False)["image"]
+    assert out[0, :, 0, 0].tolist() == [0.0, 0.5, 2.0]
+    config = BatchTransformConfig(augment=None, landmark_encoding=None, mean=[0.5, 0.5])
+    with pytest.raises(ValueError, match="2 values for 3-channel images"):
+        BatchTransform(config)({"image": image.clone()}, training=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -34,7 +34,8 @@ class FERDataModule(L.LightningDataModule):
                  overlay_style: str = "points", heatmap_sigma: float = 1.0,
                  heatmap_style: str = "gaussian", pin_memory: bool = False,
                  landmarks: Mapping[str, Any] | None = None, precropped: bool | None = None,
-                 root: str | None = None) -> None:
+                 root: str | None = None, mean: float | Sequence[float] = 0.5,
+                 std: float | Sequence[float] = 0.5) -> None:
         super().__init__()
         self.root = root  # where the dataset lives (the source reads data.source.root)
         if batch_size < 1:
@@ -55,6 +56,8 @@ class FERDataModule(L.LightningDataModule):
             augment=LandmarkAugment(**augment) if augment else None,
             landmark_encoding=landmark_encoding if use_landmarks else None,
             overlay_style=overlay_style, heatmap_sigma=heatmap_sigma, heatmap_style=heatmap_style,
+            mean=list(mean) if isinstance(mean, Sequence) else mean,
+            std=list(std) if isinstance(std, Sequence) else std,
         ))
         self.datasets: dict[str, FERDataset] = {}
         # `landmarks`: the landmarks config group. With an `extractor` (dlib, mediapipe,

@@ -81,8 +81,8 @@ class BatchTransformConfig:
     overlay_style: str = "points"
     heatmap_sigma: float = 1.0  # pixels of the network input
     heatmap_style: str = "gaussian"
-    mean: float = 0.5
-    std: float = 0.5
+    mean: float | Sequence[float] = 0.5  # per channel, or one value for all
+    std: float | Sequence[float] = 0.5
 
     def __post_init__(self) -> None:
         if self.landmark_encoding not in (None, *ENCODINGS):
@@ -108,8 +108,17 @@ class BatchTransform(nn.Module):
                 batch["landmarks"] = landmarks
         if self.config.landmark_encoding is not None and landmarks is not None:
             image = self._encode(batch, image, landmarks, batch["landmarks_valid"])
-        batch["image"] = (image - self.config.mean) / self.config.std
+        batch["image"] = (image - self._per_channel(self.config.mean, image)) \
+            / self._per_channel(self.config.std, image)
         return batch
+
+    @staticmethod
+    def _per_channel(value: float | Sequence[float], image: torch.Tensor) -> torch.Tensor:
+        values = torch.as_tensor(value, dtype=image.dtype, device=image.device).flatten()
+        if values.numel() not in (1, image.shape[1]):
+            raise ValueError(f"data.mean / data.std have {values.numel()} values for "
+                             f"{image.shape[1]}-channel images; give 1 or {image.shape[1]}")
+        return values.view(1, -1, 1, 1)
 
     def _encode(self, batch: dict[str, torch.Tensor], image: torch.Tensor,
                 landmarks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
