@@ -27,13 +27,14 @@ def test_every_group_of_the_design_exists():
 @pytest.mark.parametrize("group, option",
                          [(g, o) for g in SWAPPABLE_GROUPS for o in options(g)])
 def test_every_group_option_composes_and_passes_checks(make_cfg, group, option):
-    cfg = make_cfg(f"{group}={option}")
+    # the tiny synthetic overrides only fit data=synthetic; checks never read a dataset
+    cfg = make_cfg(f"{group}={option}", tiny=group != "data")
     check_config(cfg)
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes_with_plus_syntax(make_cfg, experiment):
-    cfg = make_cfg(f"+experiment={experiment}")
+    cfg = make_cfg(f"+experiment={experiment}", tiny=False)
     check_config(cfg)
     assert "experiment" not in cfg, "experiments are merged at the root (@package _global_)"
 
