@@ -49,6 +49,33 @@ def build_datamodule(cfg: DictConfig) -> FERDataModule:
     )
 
 
+def build_datamodule_or_hint(cfg: DictConfig) -> FERDataModule:
+    """``build_datamodule``; a dataset missing on disk ends the run at once with the
+    source's message plus the experiment's ``hint_without_data`` (e.g. the command that
+    runs the same model on the synthetic faces)."""
+    try:
+        return build_datamodule(cfg)
+    except Exception as error:
+        missing = error
+        while missing is not None and not isinstance(missing, FileNotFoundError):
+            missing = missing.__cause__
+        hint = cfg.get("hint_without_data")
+        if missing is None or not hint:
+            raise
+        raise ConfigError(f"{missing}\n{hint}") from None
+
+
+def build_module(cfg: DictConfig, net: torch.nn.Module, loss: torch.nn.Module,
+                 class_names: list[str]) -> FERClassifier:
+    """The LightningModule named by ``model.module._target_`` (FERClassifier when absent),
+    given the rest of ``model.module`` as keyword arguments (e.g. loss weights)."""
+    module_cfg = as_plain_dict(cfg.model.get("module")) or {}
+    target = module_cfg.pop("_target_", None)
+    module_class = get_class(target) if target else FERClassifier
+    return module_class(net, loss, class_names, optimizer=as_plain_dict(cfg.optimizer),
+                        scheduler=as_plain_dict(cfg.scheduler), **module_cfg)
+
+
 def build_loss(loss_cfg: DictConfig, class_counts: list[int]) -> torch.nn.Module:
     """The loss of ``cfg.loss``; losses that take ``class_counts`` get the training split's."""
     parameters = inspect.signature(get_class(loss_cfg._target_)).parameters
@@ -131,12 +158,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
 
-    datamodule = build_datamodule(cfg)
+    datamodule = build_datamodule_or_hint(cfg)
     class_names = datamodule.class_names
     net = build_net(cfg, len(class_names))
     loss = build_loss(cfg.loss, datamodule.class_counts("train"))
-    model = FERClassifier(net, loss, class_names, optimizer=as_plain_dict(cfg.optimizer),
-                          scheduler=as_plain_dict(cfg.scheduler))
+    model = build_module(cfg, net, loss, class_names)
     loggers = build_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg.get("callbacks")),
                                      logger=loggers or False)
@@ -155,8 +181,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.test:
         trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         results["val"] = model.results["val"]
-        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-        results["test"] = model.results["test"]
+        if "test" in datamodule.available_splits:
+            trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+            results["test"] = model.results["test"]
+        else:
+            log.warning("No test metrics: %s", datamodule.unavailable_splits["test"])
         write_json(output_dir / "results.json", results)
         print_results(results)
     return results
