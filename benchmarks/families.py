@@ -12,7 +12,6 @@ mini_xception at 48x48.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 import lightning as L
 import torch
@@ -21,7 +20,7 @@ from torch.utils.data import DataLoader
 from fer_lightning.losses import CrossEntropy
 from fer_lightning.modules.classifier import FERClassifier
 
-from .run import best_rate, configured_net
+from .run import configured_net, train_step_rate
 
 #: label -> overrides building the net of seed 002's table at its paper input size.
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -32,30 +31,12 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 CLASSES = 7
 
 
-def train_rate(overrides: Sequence[str], size: int = 224, channels: int = 3, batch: int = 32,
-               steps: int = 2) -> tuple[float, int]:
-    """Training images / s of the configured net on random data, and its parameter count."""
-    net = configured_net([*overrides, "data=synthetic", f"data.image_size={size}",
-                          f"data.channels={channels}"])
-    optimizer = torch.optim.Adam(net.parameters(), 1e-3)
-    loss_fn = CrossEntropy()
-    images = torch.randn(batch, channels, size, size)
-    labels = torch.randint(0, CLASSES, (batch,))
-
-    def step() -> int:
-        optimizer.zero_grad()
-        loss_fn(net(images), labels).backward()
-        optimizer.step()
-        return batch
-
-    return best_rate(step, repeats=steps, warmup=1), sum(p.numel() for p in net.parameters())
-
-
 def rows(steps: int = 2) -> list[str]:
     """Markdown rows: | what | value | for each seed 002 family at 224x224x3."""
     lines = []
     for label, overrides in FAMILIES.items():
-        rate, params = train_rate(overrides, steps=steps)
+        rate, params = train_step_rate([*overrides, "data=synthetic"], size=224, channels=3,
+                                       repeats=steps, warmup=1)
         lines.append(f"| {label} ({params:,} params) train images / s, 224x224x3, batch 32, "
                      f"fp32, all layers trainable | {rate:.1f} |")
     return lines
