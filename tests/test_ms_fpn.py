@@ -19,7 +19,7 @@ from fer_lightning.train import train
 
 SIZE = 64
 GAP = {"pool": "gap", "hidden": [], "dropout": 0.5}
-FAST = ("trainer.fast_dev_run=true", "logger=none")
+FAST = ("trainer.fast_dev_run=true", "logger=none", "data.batch_size=8")
 SYNTHETIC = ("+experiment=ms_fpn", "data=synthetic", "landmarks=groundtruth", "trainer=cpu",
              "trainer.precision=32", "model.backbone=resnet18", f"data.image_size={SIZE}")
 # A hand-made face: face, subject-left eye (image right), subject-right eye, nose, mouth.
@@ -227,6 +227,7 @@ def test_experiment_is_the_paper_setting(make_cfg):
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.data.batch_size == 32
     assert cfg.trainer.max_epochs == 50 and cfg.trainer.precision == "16-mixed"
     assert cfg.head.dropout == 0.5 and cfg.loss._target_.endswith("FocalLoss")
+    assert cfg.loss.gamma == 2.0
     assert cfg.optimized_metric == "val/mean_class_acc"
     assert cfg.callbacks.model_checkpoint.monitor == "val/mean_class_acc"
 
