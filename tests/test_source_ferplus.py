@@ -436,4 +436,4 @@ def test_soft_label_mode_with_a_hard_label_loss_fails_before_training(make_cfg, 
 
     with pytest.raises(ConfigError, match="label_mode=crossentropy .* add loss=soft_ce"):
         check_config(make_cfg("data=ferplus", f"data.root={tmp_path}", "loss=ce",
-                              "data.source.label_mode=crossentropy"))
+                              "data.source.label_mode=crossentropy", tiny=False))
