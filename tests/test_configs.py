@@ -129,3 +129,16 @@ def test_seed001_experiment_trains_on_synthetic_faces(make_cfg):
     results = train(make_cfg("+experiment=mini_xception_ferplus", "data=synthetic",
                              "landmarks=groundtruth", "trainer.fast_dev_run=true"))
     assert "test" in results
+
+
+def test_slurm_launcher_composes_for_cluster_multiruns():
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="fer_lightning.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=submitit_slurm", "trainer=ddp",
+                                          "hydra.launcher.gpus_per_node=4"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.gpus_per_node == 4
