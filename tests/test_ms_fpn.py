@@ -205,6 +205,8 @@ def test_bad_choices_name_their_key():
         MSFPN(7, 1, 16, GAP, backbone="resnet18")
     with pytest.raises(ValueError, match="model.p6_from"):
         make_net(p6_from="c4")
+    with pytest.raises(ValueError, match="model.detector has unknown keys \\['anchor_size'\\]"):
+        make_net(detector={"anchor_size": 3})
     with pytest.raises(ValueError, match="model.backbone"):
         make_net(backbone="resnet_nonexistent")
 

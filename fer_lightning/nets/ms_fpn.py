@@ -110,6 +110,16 @@ class DetectorConfig:
     objectness_gamma: float = 2.0
 
 
+def detector_config(values: Mapping | None) -> DetectorConfig:
+    """``model.detector`` as a DetectorConfig; an unknown key is an error naming it."""
+    values = dict(values or {})
+    known = set(DetectorConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"model.detector has unknown keys {unknown}; known keys: {sorted(known)}")
+    return DetectorConfig(**values)
+
+
 @dataclass
 class Detections:
     """Best-scoring box per region class: ``boxes`` (B, 5, 4) xyxy pixels, ``scores``
@@ -302,7 +312,7 @@ class MSFPN(nn.Module):
         features = fpn_channels
         self.detector: EmotionRegionDetector | None = None
         if use_landmarks:
-            self.detector = EmotionRegionDetector(fpn_channels, DetectorConfig(**(detector or {})))
+            self.detector = EmotionRegionDetector(fpn_channels, detector_config(detector))
             self.organ_reduce = nn.Conv2d(fpn_channels, branch_channels, 1)
             self.face_reduce = nn.Conv2d(fpn_channels, branch_channels, 1)
             self.organ_branch = PooledBlock(branch_channels)
