@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.landmarks.schema import FLIP_PERMUTATION, GROUPS
 from fer_lightning.data.preview import write_preview
 from fer_lightning.data.sources.synthetic import (
@@ -350,7 +351,8 @@ def test_landmark_geometry_does_give_the_class_away(features) -> None:
 
 def test_write_preview_draws_a_row_per_class(tmp_path) -> None:
     source = SyntheticFaces(train_size=60, class_probs=[1, 1, 1, 1, 1, 0, 1])
-    path = write_preview(source, "train", tmp_path / "sheet" / "train.png", per_class=4, scale=2)
+    dataset = FERDataset(source, "train", 48, 1, with_landmarks=True)
+    path = write_preview(dataset, tmp_path / "sheet" / "train.png", per_class=4, scale=2)
     with Image.open(path) as sheet:
         sheet.load()
     assert sheet.format == "PNG" and sheet.mode == "RGB"
@@ -362,9 +364,20 @@ def test_write_preview_draws_a_row_per_class(tmp_path) -> None:
 
 
 def test_write_preview_without_landmarks(tmp_path) -> None:
-    source = SyntheticFaces(train_size=30, channels=3)
-    dotted = write_preview(source, "train", tmp_path / "a.png", per_class=2)
-    plain = write_preview(source, "train", tmp_path / "b.png", per_class=2, draw_landmarks=False)
+    dataset = FERDataset(SyntheticFaces(train_size=30, channels=3), "train", 48, 3,
+                         with_landmarks=True)
+    dotted = write_preview(dataset, tmp_path / "a.png", per_class=2)
+    plain = write_preview(dataset, tmp_path / "b.png", per_class=2, draw_landmarks=False)
     with Image.open(dotted) as a, Image.open(plain) as b:
         assert a.size == b.size
         assert np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).sum() > 0
+
+
+def test_preview_command_draws_the_training_view(tmp_path) -> None:
+    from fer_lightning.data.__main__ import main
+
+    out = tmp_path / "grid.png"
+    assert main(["preview", f"out={out}", "per_class=2", "data.source.train_size=40",
+                 "data.image_size=64"]) == 0
+    with Image.open(out) as sheet:
+        assert sheet.height >= 7 * 64 * 3  # rows of 64 px inputs upscaled 3x: the net's size

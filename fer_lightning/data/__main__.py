@@ -18,8 +18,9 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_module
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 
+from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.preview import write_preview
 from fer_lightning.data.summary import render, summarize
 
@@ -40,13 +41,6 @@ def parse(argv: Sequence[str]) -> tuple[str, dict[str, str], list[str]]:
         else:
             overrides.append(arg)
     return argv[0], options, overrides
-
-
-def source_from_overrides(overrides: list[str]):
-    """The dataset Source that ``python -m fer_lightning <overrides>`` would train on."""
-    with initialize_config_module(config_module="fer_lightning.conf", version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    return instantiate(cfg.data.source)
 
 
 def datamodule_from_overrides(overrides: list[str]):
@@ -73,12 +67,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "summary":
         print_summary(overrides, options["format"])
         return 0
-    source = source_from_overrides(overrides)
     if command == "preview":
-        path = write_preview(source, options["split"], Path(options["out"]),
-                             per_class=int(options["per_class"]))
+        dataset = preview_dataset(datamodule_from_overrides(overrides), options["split"])
+        path = write_preview(dataset, Path(options["out"]), per_class=int(options["per_class"]))
         print(f"wrote {path}")
     return 0
+
+
+def preview_dataset(datamodule: FERDataModule, split: str) -> FERDataset:
+    """The split as training sees it: with a landmark backend configured, its cached
+    landmarks (extracted first if needed); otherwise the source's own, if it ships any."""
+    if datamodule.use_landmarks:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        return datamodule.datasets[split]
+    ships_landmarks = datamodule.source.load(split, 0).landmarks is not None
+    return FERDataset(datamodule.source, split, datamodule.image_size, datamodule.channels,
+                      with_landmarks=ships_landmarks)
 
 
 if __name__ == "__main__":

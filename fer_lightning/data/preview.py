@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from fer_lightning.data.landmarks.schema import GROUPS
-from fer_lightning.data.sources.base import Source
+from fer_lightning.data.dataset import FERDataset
+from fer_lightning.data.landmarks.schema import GROUPS, NUM_POINTS
 
 #: Dot colour per landmark group, so a swapped left/right or a misplaced group shows.
 GROUP_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -45,7 +46,8 @@ def _cell(image: np.ndarray, landmarks: np.ndarray | None, scale: int) -> Image.
         return cell
     draw = ImageDraw.Draw(cell)
     radius = max(1.0, scale / 2.5)
-    for name, (start, stop) in GROUPS.items():
+    groups = GROUPS.items() if len(landmarks) == NUM_POINTS else [("nose_bridge", (0, None))]
+    for name, (start, stop) in groups:
         for x, y in landmarks[start:stop]:
             cx, cy = x * width * scale, y * height * scale
             draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius],
@@ -54,42 +56,42 @@ def _cell(image: np.ndarray, landmarks: np.ndarray | None, scale: int) -> Image.
 
 
 def write_preview(
-    source: Source,
-    split: str,
+    dataset: FERDataset,
     path: str | Path,
     per_class: int = 8,
     draw_landmarks: bool = True,
     scale: int = 3,
 ) -> Path:
-    """Write a PNG grid of ``split``: one row per class, ``per_class`` samples each.
+    """Write a PNG grid of one split: one row per class, ``per_class`` samples each.
 
-    Rows are labelled with the class name and its count in the split. Each sample is
-    upscaled ``scale`` times; with ``draw_landmarks`` its valid landmarks are drawn as
-    small dots coloured by facial part (subject's right red, left blue). Works for any
-    Source: samples are the first ``per_class`` indices of each class from
-    ``split_info`` labels, and rows of rare classes are filled as far as they go.
-    Returns the written path.
+    Samples come through ``FERDataset``, so the sheet shows what training sees: the face
+    crop, the network's input size, and the landmarks of the configured backend (or the
+    source's own). Rows are labelled with the class name and its count in the split. Each
+    sample is upscaled ``scale`` times; with ``draw_landmarks`` its valid landmarks are
+    drawn as small dots coloured by facial part (subject's right red, left blue; 5-point
+    landmarks in one colour). Rows of rare classes are filled as far as they go. Returns
+    the written path.
     """
     if per_class < 1 or scale < 1:
         raise ValueError(f"per_class and scale must be >= 1, got {per_class} and {scale}")
-    labels = np.asarray(source.split_info(split).labels)
-    rows = pick_indices(labels, len(source.class_names), per_class)
-    cells = [
-        [_sample_cell(source, split, index, draw_landmarks, scale) for index in row] for row in rows
-    ]
-    sheet = _compose(cells, source.class_names, labels, per_class)
+    labels = np.asarray(dataset.labels)
+    class_names = list(dataset.source.class_names)
+    rows = pick_indices(labels, len(class_names), per_class)
+    cells = [[_sample_cell(dataset[position], draw_landmarks, scale) for position in row]
+             for row in rows]
+    sheet = _compose(cells, class_names, labels, per_class)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path
 
 
-def _sample_cell(
-    source: Source, split: str, index: int, draw_landmarks: bool, scale: int
-) -> Image.Image:
-    sample = source.load(split, index)
-    valid = draw_landmarks and sample.landmarks is not None and sample.landmarks_valid
-    return _cell(np.asarray(sample.image), sample.landmarks if valid else None, scale)
+def _sample_cell(sample: dict[str, torch.Tensor], draw_landmarks: bool,
+                 scale: int) -> Image.Image:
+    image = (sample["image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    image = image[..., 0] if image.shape[-1] == 1 else image
+    valid = draw_landmarks and "landmarks" in sample and bool(sample["landmarks_valid"])
+    return _cell(image, sample["landmarks"].numpy() if valid else None, scale)
 
 
 def _compose(
