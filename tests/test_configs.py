@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from hydra.errors import ConfigCompositionException
 
@@ -142,3 +143,26 @@ def test_slurm_launcher_composes_for_cluster_multiruns():
                       return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.gpus_per_node == 4
+
+
+def test_datamodule_class_weights_are_what_weighted_ce_uses(make_cfg):
+    cfg = make_cfg("loss=weighted_ce", "data.source.train_size=300",
+                   "data.source.class_probs=[8,1,4,6,4,3,4]")
+    datamodule = build_datamodule(cfg)
+    counts = datamodule.class_counts("train")
+    assert sum(counts) == 300 and counts[0] > 3 * counts[1]  # imbalanced like FER2013
+    expected = [300 / (7 * n) for n in counts]
+    assert datamodule.class_weights().tolist() == pytest.approx(expected, rel=1e-6)
+    loss = build_loss(cfg.loss, counts)
+    assert loss.weight.tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_balanced_sampler_draws_classes_about_equally(make_cfg):
+    cfg = make_cfg("data.balanced_sampler=true", "data.source.train_size=400",
+                   "data.source.class_probs=[8,1,4,6,4,3,4]", "data.batch_size=400")
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("fit")
+    torch.manual_seed(0)
+    drawn = torch.cat([next(iter(datamodule.train_dataloader()))["label"] for _ in range(5)])
+    shares = torch.bincount(drawn, minlength=7).float() / len(drawn)
+    assert shares.min() > 0.09 and shares.max() < 0.2  # 1/7 = 0.143 each, not 8:1

@@ -15,6 +15,7 @@ from fer_lightning.data.encodings import ENCODINGS
 from fer_lightning.data.landmarks import cache as landmark_cache
 from fer_lightning.data.sources.base import SPLITS, Source, SplitUnavailableError
 from fer_lightning.data.transforms import BatchTransform, BatchTransformConfig, LandmarkAugment
+from fer_lightning.losses import inverse_frequency_weights
 
 
 class FERDataModule(L.LightningDataModule):
@@ -86,6 +87,11 @@ class FERDataModule(L.LightningDataModule):
         labels = self.datasets[split].labels if split in self.datasets \
             else self.source.split_info(split).labels
         return np.bincount(labels, minlength=len(self.class_names)).tolist()
+
+    def class_weights(self) -> torch.Tensor:
+        """The weights ``loss=weighted_ce`` uses: w_c = N / (K N_c) over the training split
+        (seed 002 Eq. 5), in label order."""
+        return inverse_frequency_weights(self.class_counts("train"))
 
     @property
     def available_splits(self) -> list[str]:
