@@ -24,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from fer_lightning.data.sources.base import SPLITS
-from fer_lightning.data.sources.base import SplitUnavailableError
+from fer_lightning.data.sources.base import SPLITS, SplitUnavailableError
 
 EXTRA_FIELDS = ("skipped", "unavailable", "landmarks", "source")
 
