@@ -51,18 +51,27 @@ def build_datamodule(cfg: DictConfig) -> FERDataModule:
 
 def build_datamodule_or_hint(cfg: DictConfig) -> FERDataModule:
     """``build_datamodule``; a dataset missing on disk ends the run at once with the
-    source's message plus the experiment's ``hint_without_data`` (e.g. the command that
-    runs the same model on the synthetic faces)."""
+    source's message (path and expected layout) plus the experiment's ``hint_without_data``
+    or, by default, the overrides that run the same configuration on synthetic faces."""
     try:
         return build_datamodule(cfg)
     except Exception as error:
         missing = error
         while missing is not None and not isinstance(missing, FileNotFoundError):
             missing = missing.__cause__
-        hint = cfg.get("hint_without_data")
-        if missing is None or not hint:
+        if missing is None:
             raise
+        hint = cfg.get("hint_without_data") or synthetic_hint(cfg)
         raise ConfigError(f"{missing}\n{hint}") from None
+
+
+def synthetic_hint(cfg: DictConfig) -> str:
+    """How to run the same configuration on the embedded synthetic faces."""
+    overrides = ["data=synthetic"]
+    if cfg.landmarks.enabled and cfg.landmarks.name != "groundtruth":
+        overrides.append("landmarks=groundtruth")  # exact landmarks, nothing to extract
+    return ("Point data.root at your copy (data.root=/path/to/dataset), or run the same "
+            f"configuration on the embedded synthetic faces: add {' '.join(overrides)}")
 
 
 def build_module(cfg: DictConfig, net: torch.nn.Module, loss: torch.nn.Module,

@@ -166,3 +166,13 @@ def test_balanced_sampler_draws_classes_about_equally(make_cfg):
     drawn = torch.cat([next(iter(datamodule.train_dataloader()))["label"] for _ in range(5)])
     shares = torch.bincount(drawn, minlength=7).float() / len(drawn)
     assert shares.min() > 0.09 and shares.max() < 0.2  # 1/7 = 0.143 each, not 8:1
+
+
+def test_missing_dataset_names_the_path_and_how_to_run_on_synthetic_faces(make_cfg, tmp_path):
+    from fer_lightning.train import train
+
+    missing = tmp_path / "no_fer2013_here"
+    with pytest.raises(ConfigError, match=str(missing)) as error:
+        train(make_cfg("+experiment=mba", f"data.root={missing}", tiny=False))
+    assert "fer2013.csv" in str(error.value)  # the expected layout
+    assert "add data=synthetic landmarks=groundtruth" in str(error.value)
