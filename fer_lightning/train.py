@@ -43,6 +43,7 @@ def build_datamodule(cfg: DictConfig) -> FERDataModule:
         use_landmarks=bool(cfg.landmarks.enabled),
         landmark_encoding=getattr(net_class(cfg), "landmark_encoding", None),
         overlay_style=cfg.landmarks.get("overlay_style", "points"),
+        overlay_groups=cfg.landmarks.get("overlay_groups"),
         heatmap_sigma=cfg.landmarks.get("heatmap_sigma", 1.0),
         heatmap_style=cfg.landmarks.get("heatmap_style", "gaussian"),
         landmarks=OmegaConf.to_container(cfg.landmarks, resolve=True),

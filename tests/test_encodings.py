@@ -145,3 +145,22 @@ def test_batch_transform_renders_the_encoding_the_net_consumes(encoding, key, sh
 def test_unknown_encoding_is_refused():
     with pytest.raises(ValueError, match="known encodings"):
         BatchTransformConfig(augment=None, landmark_encoding="sketch")
+
+
+def test_overlay_groups_draw_only_the_named_parts():
+    from fer_lightning.data.encodings import draw_overlay
+
+    landmarks = face_landmarks(1)
+    valid = torch.tensor([True])
+    blank = torch.zeros(1, 1, SIZE, SIZE)
+    everything = draw_overlay(blank, landmarks, valid)
+    eyes = draw_overlay(blank, landmarks, valid, groups=["right_eye", "left_eye"])
+    assert 0 < eyes.sum() < everything.sum()
+    for x, y in (landmarks[0, 36:48] * SIZE).long().tolist():
+        assert eyes[0, 0, y, x] == 1
+    jaw_x, jaw_y = (landmarks[0, 8] * SIZE).long().tolist()
+    assert everything[0, 0, jaw_y, jaw_x] == 1 and eyes[0, 0, jaw_y, jaw_x] == 0
+    lines = draw_overlay(blank, landmarks, valid, style="contours", groups=["outer_lip"])
+    assert lines.sum() > draw_overlay(blank, landmarks, valid, groups=["outer_lip"]).sum()
+    with pytest.raises(ValueError, match="landmarks.overlay_groups: unknown groups \\['ears'\\]"):
+        draw_overlay(blank, landmarks, valid, groups=["ears"])

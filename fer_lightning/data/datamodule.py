@@ -32,7 +32,8 @@ class FERDataModule(L.LightningDataModule):
                  batch_size: int = 32, num_workers: int = 0,
                  augment: Mapping[str, Any] | None = None, balanced_sampler: bool = False,
                  use_landmarks: bool = False, landmark_encoding: str | None = None,
-                 overlay_style: str = "points", heatmap_sigma: float = 1.0,
+                 overlay_style: str = "points", overlay_groups: Sequence[str] | None = None,
+                 heatmap_sigma: float = 1.0,
                  heatmap_style: str = "gaussian", pin_memory: bool = False,
                  landmarks: Mapping[str, Any] | None = None, precropped: bool | None = None,
                  root: str | None = None, mean: float | Sequence[float] = 0.5,
@@ -57,6 +58,7 @@ class FERDataModule(L.LightningDataModule):
             augment=LandmarkAugment(**augment) if augment else None,
             landmark_encoding=landmark_encoding if use_landmarks else None,
             overlay_style=overlay_style, heatmap_sigma=heatmap_sigma, heatmap_style=heatmap_style,
+            overlay_groups=list(overlay_groups) if overlay_groups else None,
             mean=list(mean) if isinstance(mean, Sequence) else mean,
             std=list(std) if isinstance(std, Sequence) else std,
         ))

@@ -14,6 +14,7 @@ All of them are vectorised over the batch, so they run on the GPU as well as the
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -25,12 +26,31 @@ HEATMAP_STYLES = ("gaussian", "contours")
 _CONTOUR_SAMPLES = 8  # points sampled along each contour segment
 
 
-def _contour_points(landmarks: torch.Tensor, samples: int = _CONTOUR_SAMPLES) -> torch.Tensor:
-    """(B, 68, 2) -> (B, S * T, 2) points sampled along each drawn segment."""
+def group_indices(groups: Sequence[str] | None, num_points: int) -> list[int] | None:
+    """Landmark indices of the named ``schema.GROUPS`` (None: every point)."""
+    if not groups:
+        return None
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise ValueError(f"landmarks.overlay_groups: unknown groups {unknown}; "
+                         f"allowed: {list(GROUPS)}")
+    if num_points != NUM_POINTS:
+        raise ValueError(f"landmarks.overlay_groups needs the 68-point scheme, got "
+                         f"{num_points} points; set landmarks.overlay_groups=null")
+    return [i for name in groups for i in range(*GROUPS[name])]
+
+
+def _contour_points(landmarks: torch.Tensor, samples: int = _CONTOUR_SAMPLES,
+                    keep: list[int] | None = None) -> torch.Tensor:
+    """(B, 68, 2) -> (B, S * T, 2) points sampled along each drawn segment (only the
+    segments joining two points of ``keep``, when given)."""
     if landmarks.shape[1] != NUM_POINTS:
         raise ValueError(f"contours need the 68-point scheme, got {landmarks.shape[1]} points; "
                          f"use style 'points' / 'gaussian' with {landmarks.shape[1]} points")
     segments = torch.as_tensor(CONTOUR_SEGMENTS, device=landmarks.device)
+    if keep is not None:
+        kept = torch.as_tensor(keep, device=landmarks.device)
+        segments = segments[torch.isin(segments, kept).all(1)]
     start, end = landmarks[:, segments[:, 0]], landmarks[:, segments[:, 1]]
     t = torch.linspace(0, 1, samples, device=landmarks.device)[None, None, :, None]
     points = start[:, :, None] + t * (end - start)[:, :, None]
@@ -38,19 +58,23 @@ def _contour_points(landmarks: torch.Tensor, samples: int = _CONTOUR_SAMPLES) ->
 
 
 def draw_overlay(image: torch.Tensor, landmarks: torch.Tensor, valid: torch.Tensor,
-                 style: str = "points", value: float = 1.0) -> torch.Tensor:
+                 style: str = "points", value: float = 1.0,
+                 groups: Sequence[str] | None = None) -> torch.Tensor:
     """Return ``image`` (B, C, H, W) with landmarks painted in at ``value`` on every channel.
 
-    ``landmarks`` are (B, 68, 2) in [0, 1] image coordinates; samples whose ``valid``
+    ``landmarks`` are (B, P, 2) in [0, 1] image coordinates; samples whose ``valid``
     flag is False are left untouched. Points that left the image during augmentation are
-    not drawn. Vectorised over the batch, so it runs on the GPU as well as the CPU.
+    not drawn. ``groups`` restricts the drawing to some facial parts (seed 001 draws
+    eyes, nose and lips). Vectorised over the batch, so it runs on the GPU as well as the
+    CPU.
     """
     if style not in OVERLAY_STYLES:
         raise ValueError(f"landmarks.overlay_style must be one of {list(OVERLAY_STYLES)}, "
                          f"got {style!r}")
-    points = landmarks
+    keep = group_indices(groups, landmarks.shape[1])
+    points = landmarks if keep is None else landmarks[:, keep]
     if style == "contours":
-        points = torch.cat([landmarks, _contour_points(landmarks)], 1)
+        points = torch.cat([points, _contour_points(landmarks, keep=keep)], 1)
     batch, channels, height, width = image.shape
     x = (points[..., 0] * width).floor().long()
     y = (points[..., 1] * height).floor().long()

@@ -79,6 +79,7 @@ class BatchTransformConfig:
     augment: LandmarkAugment | None
     landmark_encoding: str | None  # None, or the encoding the net consumes (ENCODINGS)
     overlay_style: str = "points"
+    overlay_groups: Sequence[str] | None = None  # facial parts the overlay draws; None: all
     heatmap_sigma: float = 1.0  # pixels of the network input
     heatmap_style: str = "gaussian"
     mean: float | Sequence[float] = 0.5  # per channel, or one value for all
@@ -125,7 +126,8 @@ class BatchTransform(nn.Module):
         """Add the configured encoding to ``batch``; returns the (possibly drawn-on) image."""
         encoding, (height, width) = self.config.landmark_encoding, image.shape[-2:]
         if encoding == "overlay":
-            return draw_overlay(image, landmarks, valid, style=self.config.overlay_style)
+            return draw_overlay(image, landmarks, valid, style=self.config.overlay_style,
+                                groups=self.config.overlay_groups)
         if encoding == "heatmap":
             batch["landmark_map"] = draw_heatmap(landmarks, valid, height, width,
                                                  sigma=self.config.heatmap_sigma,
