@@ -391,6 +391,14 @@ def test_summary_counts_skips_and_landmark_hook(tmp_path):
     assert json.loads(render(summary, "json")) == summary
 
 
+def test_summary_text_states_the_landmark_detection_rate(tmp_path):
+    rows, names, votes = ferplus_fixture()
+    write_ferplus_csv(tmp_path, rows, names, votes)
+    report = {"train": {"detected": 30, "missed": 10, "rate": 0.75, "dropped": 0}}
+    text = render(summarize(_DataModule(FERPlusSource(tmp_path), report=report)))
+    assert "landmarks train: 30 / 40 faces found (75.0 %), 0 dropped" in text
+
+
 def test_summary_reports_unavailable_split(tmp_path):
     from fer_lightning.data.sources.fer2013 import FER2013Source
 
