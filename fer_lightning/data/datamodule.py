@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from fer_lightning.checks import check_choice
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.encodings import ENCODINGS
 from fer_lightning.data.landmarks import cache as landmark_cache
@@ -68,9 +69,8 @@ class FERDataModule(L.LightningDataModule):
         # images already are face crops (the default of landmarks.precropped).
         self.landmarks_config = landmark_cache.plain(landmarks)
         self.precropped = precropped
-        if self.landmarks_config.get("on_missing", "mean_shape") not in landmark_cache.POLICIES:
-            raise ValueError(f"landmarks.on_missing must be one of {list(landmark_cache.POLICIES)}"
-                             f", got {self.landmarks_config['on_missing']!r}")
+        check_choice("landmarks.on_missing", self.landmarks_config.get("on_missing", "mean_shape"),
+                     landmark_cache.POLICIES)
         self._landmark_caches: dict[str, landmark_cache.LandmarkCache] | None = None
         #: {split: {"detected", "missed", "rate", "dropped"}} after setup (extracted landmarks).
         self.landmark_report: dict[str, dict[str, Any]] = {}

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
+from fer_lightning.checks import check_choice
 from fer_lightning.data.landmarks.schema import CONTOUR_SEGMENTS, GROUPS, NUM_POINTS
 
 ENCODINGS = ("overlay", "heatmap", "coords", "regions")
@@ -68,9 +69,7 @@ def draw_overlay(image: torch.Tensor, landmarks: torch.Tensor, valid: torch.Tens
     eyes, nose and lips). Vectorised over the batch, so it runs on the GPU as well as the
     CPU.
     """
-    if style not in OVERLAY_STYLES:
-        raise ValueError(f"landmarks.overlay_style must be one of {list(OVERLAY_STYLES)}, "
-                         f"got {style!r}")
+    check_choice("landmarks.overlay_style", style, OVERLAY_STYLES)
     keep = group_indices(groups, landmarks.shape[1])
     points = landmarks if keep is None else landmarks[:, keep]
     if style == "contours":
@@ -96,9 +95,7 @@ def draw_heatmap(landmarks: torch.Tensor, valid: torch.Tensor, height: int, widt
     is evaluated exactly (sub-pixel centre) in a window of 3 sigma around its point and
     merged with a scatter-max, so the cost does not grow with the image area.
     """
-    if style not in HEATMAP_STYLES:
-        raise ValueError(f"landmarks.heatmap_style must be one of {list(HEATMAP_STYLES)}, "
-                         f"got {style!r}")
+    check_choice("landmarks.heatmap_style", style, HEATMAP_STYLES)
     if sigma <= 0:
         raise ValueError(f"landmarks.heatmap_sigma must be > 0 pixels, got {sigma}")
     points = landmarks

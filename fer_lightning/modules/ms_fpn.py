@@ -10,6 +10,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchvision.ops import box_iou
 
+from fer_lightning.checks import check_choice
 from fer_lightning.modules.classifier import STAGES, FERClassifier
 from fer_lightning.nets.ms_fpn import REGION_NAMES, MSFPNOutput
 
@@ -47,9 +48,7 @@ class MSFPNModule(FERClassifier):
                  detection_weight: float = 1.0, emotion_weight: float = 1.0,
                  classifier_boxes: str = "pseudo") -> None:
         super().__init__(net, loss, class_names, optimizer, scheduler)
-        if classifier_boxes not in CLASSIFIER_BOXES:
-            raise ValueError(f"model.module.classifier_boxes must be one of "
-                             f"{list(CLASSIFIER_BOXES)}, got {classifier_boxes!r}")
+        check_choice("model.module.classifier_boxes", classifier_boxes, CLASSIFIER_BOXES)
         for key, value in (("detection_weight", detection_weight),
                            ("emotion_weight", emotion_weight)):
             if value < 0:

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from fer_lightning.checks import check_choice
+
 POOLS = ("gap", "flatten")
 
 
@@ -43,8 +45,7 @@ class ClassifierHead(nn.Module):
                  pool: str = "gap", hidden: Sequence[int] = (), dropout: float = 0.0,
                  conv_kernel: int = 3, final_dropout: bool = True) -> None:
         super().__init__()
-        if pool not in POOLS:
-            raise ValueError(f"head.pool must be one of {list(POOLS)}, got {pool!r}")
+        check_choice("head.pool", pool, POOLS)
         hidden = list(hidden)
         if pool == "gap" and not hidden:
             self.body: nn.Module = nn.Sequential(

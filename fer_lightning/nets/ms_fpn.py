@@ -53,6 +53,7 @@ from torchvision.models.detection.rpn import (
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, roi_align, sigmoid_focal_loss
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
+from fer_lightning.checks import check_choice
 from fer_lightning.nets.heads import mlp
 
 LEVELS = ("p3", "p4", "p5", "p6", "p7")
@@ -289,8 +290,7 @@ class MSFPN(nn.Module):
                  p6_from: str = "c5", branch_channels: int = 128, organ_roi_size: int = 14,
                  face_roi_size: int = 56, detector: Mapping | None = None) -> None:
         super().__init__()
-        if p6_from not in P6_SOURCES:
-            raise ValueError(f"model.p6_from must be one of {list(P6_SOURCES)}, got {p6_from!r}")
+        check_choice("model.p6_from", p6_from, P6_SOURCES)
         if image_size < MIN_IMAGE_SIZE:
             raise ValueError(f"data.image_size={image_size} is too small for ms_fpn: it needs "
                              f"data.image_size >= {MIN_IMAGE_SIZE} (C5 has stride 32)")

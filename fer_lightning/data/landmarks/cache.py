@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from fer_lightning import __version__
+from fer_lightning.checks import check_choice
 from fer_lightning.data.landmarks.base import Extractor
 from fer_lightning.data.landmarks.face_crop import FaceCropper
 from fer_lightning.data.sources.base import Source
@@ -196,8 +197,7 @@ def apply_policy(arrays: LandmarkArrays, policy: str, fallback: np.ndarray
     ``mean_shape`` keeps every sample (``landmarks_valid`` False on misses); ``drop``
     keeps only samples with a detected face.
     """
-    if policy not in POLICIES:
-        raise ValueError(f"landmarks.on_missing must be one of {list(POLICIES)}, got {policy!r}")
+    check_choice("landmarks.on_missing", policy, POLICIES)
     points = arrays.points.copy()
     points[~arrays.valid] = fallback
     kept = np.arange(len(arrays)) if policy == "mean_shape" else np.flatnonzero(arrays.valid)
@@ -462,8 +462,7 @@ def resolve(caches: Mapping[str, LandmarkCache], policy: str
     Returns (arrays per split with misses filled, kept source indices per split, report
     ``{split: {"detected", "missed", "rate", "dropped"}}``).
     """
-    if policy not in POLICIES:
-        raise ValueError(f"landmarks.on_missing must be one of {list(POLICIES)}, got {policy!r}")
+    check_choice("landmarks.on_missing", policy, POLICIES)
     loaded = {}
     for split, cache in caches.items():
         if not cache.complete:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from fer_lightning.checks import check_choice
 from fer_lightning.data.landmarks.base import LazyModel, require, to_rgb
 
 DETECTORS = ("hog", "mtcnn")
@@ -38,8 +39,7 @@ def select_face(boxes: np.ndarray, scores: np.ndarray, select: str = "largest") 
     """Index of the face to keep among ``boxes`` (N, 4) xyxy with ``scores`` (N,)."""
     if len(boxes) == 0:
         return None
-    if select not in SELECT:
-        raise ValueError(f"landmarks.face_select must be one of {list(SELECT)}, got {select!r}")
+    check_choice("landmarks.face_select", select, SELECT)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     primary, secondary = (areas, scores) if select == "largest" else (scores, areas)
     return int(np.lexsort((secondary, primary))[-1])
@@ -111,11 +111,8 @@ class MtcnnDetector(LazyModel):
 
 def make_detector(name: str, **kwargs: Any) -> HogDetector | MtcnnDetector:
     """The face detector called ``name`` (``landmarks.face_detector``)."""
-    if name == "hog":
-        return HogDetector(**kwargs)
-    if name == "mtcnn":
-        return MtcnnDetector(**kwargs)
-    raise ValueError(f"landmarks.face_detector must be one of {list(DETECTORS)}, got {name!r}")
+    check_choice("landmarks.face_detector", name, DETECTORS)
+    return HogDetector(**kwargs) if name == "hog" else MtcnnDetector(**kwargs)
 
 
 def crop_box(face: np.ndarray, margin: float) -> np.ndarray:
@@ -157,9 +154,7 @@ class FaceCropper:
                  **detector_kwargs: Any) -> None:
         if margin < 0:
             raise ValueError(f"landmarks.crop_margin must be >= 0, got {margin}")
-        if select not in SELECT:
-            raise ValueError(f"landmarks.face_select must be one of {list(SELECT)}, "
-                             f"got {select!r}")
+        check_choice("landmarks.face_select", select, SELECT)
         self.detector = make_detector(detector, **detector_kwargs)
         self.margin, self.select = float(margin), select
 

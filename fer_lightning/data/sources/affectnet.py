@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fer_lightning.checks import check_choice
 from fer_lightning.data.sources.base import SPLITS, RawSample, SplitInfo
 from fer_lightning.data.sources.holdout import stratified_holdout
 from fer_lightning.data.sources.imagefolder import (
@@ -143,12 +144,8 @@ class AffectNet:
                  val_split: str = "holdout", val_fraction: float = 0.1, seed: int = 0) -> None:
         if isinstance(num_classes, bool) or num_classes not in (7, 8):
             raise ValueError(f"data.source.num_classes must be 7 or 8, got {num_classes!r}")
-        if release not in RELEASES:
-            raise ValueError(f"data.source.release must be one of {list(RELEASES)}, "
-                             f"got {release!r}")
-        if val_split not in VAL_SPLITS:
-            raise ValueError(f"data.source.val_split must be one of {list(VAL_SPLITS)}, "
-                             f"got {val_split!r}")
+        check_choice("data.source.release", release, RELEASES)
+        check_choice("data.source.val_split", val_split, VAL_SPLITS)
         self.num_classes = int(num_classes)
         self.class_names = CLASS_NAMES[: self.num_classes]
         self.val_split, self.val_fraction, self.seed = val_split, val_fraction, seed

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_lightning.checks import check_choice
 from fer_lightning.data.sources.base import SPLITS, RawSample, SplitInfo
 from fer_lightning.data.sources.holdout import stratified_holdout
 from fer_lightning.data.sources.imagefolder import (
@@ -54,12 +55,8 @@ class RafDB:
 
     def __init__(self, root: str | os.PathLike, variant: str = "aligned",
                  val_split: str = "holdout", val_fraction: float = 0.1, seed: int = 0) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"data.source.variant must be one of {list(VARIANTS)}, "
-                             f"got {variant!r}")
-        if val_split not in VAL_SPLITS:
-            raise ValueError(f"data.source.val_split must be one of {list(VAL_SPLITS)}, "
-                             f"got {val_split!r}")
+        check_choice("data.source.variant", variant, VARIANTS)
+        check_choice("data.source.val_split", val_split, VAL_SPLITS)
         self.class_names = list(CLASS_NAMES)
         self.variant, self.val_split = variant, val_split
         self.val_fraction, self.seed = val_fraction, seed
