@@ -23,6 +23,7 @@ from fixtures_fer import (
     write_kaggle_train_test,
 )
 
+from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.sources.ferplus import (
     EMPTY_NAME,
     NO_MAJORITY,
@@ -367,17 +368,17 @@ def test_soft_ce_without_soft_targets_is_an_error(make_cfg):
         train(make_cfg("loss=soft_ce", "trainer.fast_dev_run=true", "logger=none"))
 
 
-class _DataModule:
-    def __init__(self, source, report=None):
-        self.source = source
-        if report is not None:
-            self.landmark_report = lambda: report
+def datamodule_of(source, report=None) -> FERDataModule:
+    """A datamodule over ``source`` whose landmark report is ``report``."""
+    datamodule = FERDataModule(source)
+    datamodule.landmark_report = report or {}
+    return datamodule
 
 
 def test_summary_counts_skips_and_landmark_hook(tmp_path):
     rows, names, votes = ferplus_fixture()
     write_ferplus_csv(tmp_path, rows, names, votes)
-    summary = summarize(_DataModule(FERPlusSource(tmp_path),
+    summary = summarize(datamodule_of(FERPlusSource(tmp_path),
                                     report={"train": {"found": 3, "total": 4}}))
     assert list(summary) == ["train", "val", "test", "skipped", "landmarks", "source"]
     assert summary["val"] == {"neutral": 0, "happiness": 1, "surprise": 0, "sadness": 0,
@@ -395,7 +396,7 @@ def test_summary_text_states_the_landmark_detection_rate(tmp_path):
     rows, names, votes = ferplus_fixture()
     write_ferplus_csv(tmp_path, rows, names, votes)
     report = {"train": {"detected": 30, "missed": 10, "rate": 0.75, "dropped": 0}}
-    text = render(summarize(_DataModule(FERPlusSource(tmp_path), report=report)))
+    text = render(summarize(datamodule_of(FERPlusSource(tmp_path), report=report)))
     assert "landmarks train: 30 / 40 faces found (75.0 %), 0 dropped" in text
 
 
@@ -403,7 +404,7 @@ def test_summary_reports_unavailable_split(tmp_path):
     from fer_lightning.data.sources.fer2013 import FER2013Source
 
     write_kaggle_train_test(tmp_path, make_rows())
-    summary = summarize(_DataModule(FER2013Source(tmp_path, holdout_fraction=0.5)))
+    summary = summarize(datamodule_of(FER2013Source(tmp_path, holdout_fraction=0.5)))
     assert sum(summary["train"].values()) == 7 and sum(summary["val"].values()) == 7
     assert "test" not in summary and "no labels" in summary["unavailable"]["test"]
 

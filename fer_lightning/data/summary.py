@@ -24,49 +24,38 @@ from typing import Any
 
 import numpy as np
 
-from fer_lightning.data.sources.base import SPLITS, SplitUnavailableError
+from fer_lightning.data.datamodule import FERDataModule
 
 EXTRA_FIELDS = ("skipped", "unavailable", "landmarks", "source")
 
 
-def landmark_report(datamodule: Any) -> dict[str, Any] | None:
-    """HOOK for the landmark detection rate: ``datamodule.landmark_report`` (a dict, or a
-    method returning one), or None when it has none.
+def landmark_report(datamodule: FERDataModule) -> dict[str, Any] | None:
+    """The datamodule's landmark detection report, or None when it has none.
 
     When the datamodule has landmark caches to fill (``landmarks=<extractor>``), its
     ``prepare_data`` and ``setup`` run first: extraction happens once and is cached, and
-    setup fills the report ({split: {"detected", "missed", "rate", "dropped"}}). The
-    summary prints it under ``"landmarks"`` without interpreting it.
+    setup fills the report ({split: {"detected", "missed", "rate", "dropped"}}).
     """
-    caches = getattr(datamodule, "landmark_caches", None)
-    if callable(caches) and caches():
+    if datamodule.landmark_caches():
         datamodule.prepare_data()
         datamodule.setup("fit")
-    report = getattr(datamodule, "landmark_report", None)
-    if callable(report):
-        report = report()
-    return dict(report) if report else None
+    return dict(datamodule.landmark_report) or None
 
 
-def summarize(datamodule: Any) -> dict[str, Any]:
+def summarize(datamodule: FERDataModule) -> dict[str, Any]:
     """Counts of ``datamodule.source`` per split and class, plus the extra fields above."""
     source = datamodule.source
     names = list(source.class_names)
     summary: dict[str, Any] = {}
     skipped: dict[str, dict[str, int]] = {}
-    unavailable: dict[str, str] = {}
-    for split in SPLITS:
-        try:
-            info = source.split_info(split)
-        except SplitUnavailableError as error:
-            unavailable[split] = str(error)
-            continue
+    for split in datamodule.available_splits:
+        info = source.split_info(split)
         counts = np.bincount(info.labels, minlength=len(names))
         summary[split] = {name: int(count) for name, count in zip(names, counts, strict=True)}
         skipped[split] = {reason: int(n) for reason, n in sorted(info.skipped.items())}
     summary["skipped"] = skipped
-    if unavailable:
-        summary["unavailable"] = unavailable
+    if datamodule.unavailable_splits:
+        summary["unavailable"] = dict(datamodule.unavailable_splits)
     report = landmark_report(datamodule)
     if report is not None:
         summary["landmarks"] = report
