@@ -36,17 +36,21 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
+#: Keys of the `landmarks` group that say how an encoding draws them (FERDataModule
+#: arguments; its signature holds their defaults).
+ENCODING_OPTIONS = ("overlay_style", "overlay_groups", "heatmap_sigma", "heatmap_style")
+
+
 def build_datamodule(cfg: DictConfig) -> FERDataModule:
     """The DataModule of ``cfg.data``, told which landmark encoding the net consumes."""
+    landmarks = OmegaConf.to_container(cfg.landmarks, resolve=True)
+    encoding_options = {key: landmarks[key] for key in ENCODING_OPTIONS if key in landmarks}
     return instantiate(
         cfg.data,
-        use_landmarks=bool(cfg.landmarks.enabled),
+        use_landmarks=bool(landmarks["enabled"]),
         landmark_encoding=getattr(net_class(cfg), "landmark_encoding", None),
-        overlay_style=cfg.landmarks.get("overlay_style", "points"),
-        overlay_groups=cfg.landmarks.get("overlay_groups"),
-        heatmap_sigma=cfg.landmarks.get("heatmap_sigma", 1.0),
-        heatmap_style=cfg.landmarks.get("heatmap_style", "gaussian"),
-        landmarks=OmegaConf.to_container(cfg.landmarks, resolve=True),
+        landmarks=landmarks,
+        **encoding_options,
     )
 
 
