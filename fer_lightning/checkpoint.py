@@ -116,9 +116,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     except pickle.UnpicklingError as error:
         raise CheckpointError(_unpickling_message(path, error)) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(
-            f"{path} is not a readable torch checkpoint (truncated or corrupt?): "
-            f"{str(error).splitlines()[0]}") from None
+        raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or "
+                              f"corrupt?): {_first_line(error)}") from None
     metadata(checkpoint, path)
     return checkpoint
 
@@ -131,7 +130,12 @@ def _unpickling_message(path: Path, error: Exception) -> str:
         return (f"{path} asks to rebuild objects other than tensors and plain data{what}; "
                 f"fer_lightning checkpoints never do, and unpickling such objects can run "
                 f"code, so the file was not loaded")
-    return f"{path} is not a readable torch checkpoint: {text.splitlines()[0]}"
+    return f"{path} is not a readable torch checkpoint: {_first_line(error)}"
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def metadata(checkpoint: Any, path: str | Path = "checkpoint") -> dict[str, Any]:

@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from fer_lightning import checkpoint as ckpt
-from fer_lightning.config import ConfigError, build_net, check_config
+from fer_lightning.config import ConfigError, build_net, check_config, compose_config
 from fer_lightning.data.sources.base import SplitUnavailableError
 from fer_lightning.train import (
     ENCODING_OPTIONS,
@@ -263,20 +263,32 @@ def _hydra_main(cfg: DictConfig) -> None:
         raise SystemExit(f"Config error: {error}") from None
 
 
+def with_checkpoint_choices(arguments: Sequence[str]) -> list[str]:
+    """A command line (overrides and Hydra flags) with the checkpoint's group options
+    inserted before the user's first override (Hydra wants the overrides in one run)."""
+    arguments = list(arguments)
+    path = ckpt_path_argument(arguments)
+    if path is None:
+        return arguments
+    inserted = checkpoint_overrides(ckpt.load_checkpoint(path), arguments)
+    first = next(i for i, argument in enumerate(arguments)
+                 if "=" in argument and not argument.startswith("-"))
+    return [*arguments[:first], *inserted, *arguments[first:]]
+
+
+def compose_eval_config(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
+    """``conf/eval.yaml`` composed as ``python -m fer_lightning.eval <overrides>`` composes
+    it, outside the CLI (tests, notebooks); ``evaluate(cfg)`` runs it."""
+    return compose_config(with_checkpoint_choices(overrides), output_dir, config_name="eval")
+
+
 def main() -> None:
     """``python -m fer_lightning.eval``: insert the checkpoint's group options into the
     command line (module docstring), then run the Hydra app."""
-    path = ckpt_path_argument(sys.argv[1:])
-    if path is not None:
-        try:
-            checkpoint = ckpt.load_checkpoint(path)
-        except ConfigError as error:
-            raise SystemExit(f"Config error: {error}") from None
-        # Next to the user's overrides: Hydra's parser wants them in one run.
-        first = next(i for i, argument in enumerate(sys.argv) if argument.startswith("ckpt_path="))
-        first = min(first, *(i for i, argument in enumerate(sys.argv)
-                             if i and "=" in argument and not argument.startswith("-")))
-        sys.argv[first:first] = checkpoint_overrides(checkpoint, sys.argv[1:])
+    try:
+        sys.argv[1:] = with_checkpoint_choices(sys.argv[1:])
+    except ConfigError as error:
+        raise SystemExit(f"Config error: {error}") from None
     _hydra_main()
 
 

@@ -45,6 +45,7 @@ from fer_lightning import checkpoint as ckpt
 from fer_lightning.checks import check_choice
 from fer_lightning.config import ConfigError
 from fer_lightning.inference import ONNX_METADATA_KEY, OnnxRunner, TorchRunner, TrainedModel
+from fer_lightning.tta import TestTimeAugmentation
 
 log = logging.getLogger(__name__)
 
@@ -106,28 +107,29 @@ def sample_photos() -> list[np.ndarray]:
 
 def parity_inputs(model: TrainedModel, images: list[np.ndarray] | None = None,
                   detect: bool = True) -> tuple[dict[str, torch.Tensor], str]:
-    """Net inputs from real photos through the run's pre-processing (faces detected and
-    cropped, landmarks, transform), with their mirror images: (inputs, what was used).
-    Without the face detector or landmark packages the whole photos are used."""
+    """Net inputs from real photos through the run's pre-processing (the first face of
+    each photo detected and cropped, its landmarks, the transform) and their mirror
+    images: (inputs, what was used). Without the face detector or landmark packages the
+    whole photos are used, without landmarks."""
     from fer_lightning.data.landmarks.base import MissingBackendError
     from fer_lightning.predict import Predictor
 
     images = sample_photos() if images is None else images
-    images = images + [np.ascontiguousarray(image[:, ::-1]) for image in images]
-    source = f"{len(images)} photos (with mirror images)"
+    source = f"{len(images)} photos and their mirror images"
     try:
         predictor = Predictor(model, detect=detect)
         faces = [face for image in images for face in predictor.faces(image)[:1]]
-        batch, _ = predictor._batch(faces)
+        if not faces:
+            raise ExportError("no face found in the parity photos; give parity_input=<images> "
+                              "or detect=false")
+        batch, _ = predictor.raw_batch(faces)
     except MissingBackendError as error:
         log.warning("Parity inputs without face detection / landmarks: %s", error)
         model.extractor = None
         predictor = Predictor(model, detect=False)
-        batch, _ = predictor._batch([face for image in images for face in predictor.faces(image)])
-        source += ", whole images (no detector / landmark package)"
-    if not batch["image"].shape[0]:
-        raise ExportError("no face found in the parity photos; give parity_input=<images>")
-    transformed = predictor.transform(batch)
+        batch, _ = predictor.raw_batch([predictor.faces(image)[0] for image in images])
+        source += " (whole images: no face detector / landmark package)"
+    transformed = TestTimeAugmentation(model.transform, "flip")(batch)
     return {key: transformed[key].cpu() for key in model.runner.input_keys}, source
 
 
@@ -223,8 +225,8 @@ def export(cfg: DictConfig) -> ExportReport:
         from fer_lightning.predict import collect_inputs, load_image
 
         images = [load_image(path) for path in collect_inputs(cfg.parity_input).images]
-    report = export_onnx(cfg.ckpt_path, cfg.get("out"), images, opset=int(cfg.opset),
-                         tolerance=float(cfg.tolerance))
+    report = export_onnx(cfg.ckpt_path, cfg.get("out"), images, detect=bool(cfg.detect),
+                         opset=int(cfg.opset), tolerance=float(cfg.tolerance))
     batch = "dynamic" if report.dynamic_batch else \
         "fixed at 1 (ms_fpn's region detector runs per image; predict feeds one face at a time)"
     Console().print(f"exported {report.path}\n  inputs {report.input_names}, output logits, "

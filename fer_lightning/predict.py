@@ -179,14 +179,18 @@ class Predictor:
         probabilities, found = [np.zeros((0, self.model.num_classes), np.float32)], []
         for start in range(0, len(faces), self.batch_size):
             chunk = faces[start:start + self.batch_size]
-            batch, chunk_found = self._batch(chunk)
+            batch, chunk_found = self.raw_batch(chunk)
             logits = average_views(self.model.logits(self.transform(batch)),
                                    self.transform.views)
             probabilities.append(torch.softmax(logits, -1).numpy())
             found.extend(chunk_found)
         return np.concatenate(probabilities), found
 
-    def _batch(self, faces: Sequence[Face]) -> tuple[dict[str, torch.Tensor], list[bool | None]]:
+    def raw_batch(self, faces: Sequence[Face]
+                  ) -> tuple[dict[str, torch.Tensor], list[bool | None]]:
+        """(the batch of face crops before the run's transform: image in [0, 1] at the
+        net's size and channels, landmarks when the net uses them; landmarks found per
+        face or None), on the model's device."""
         model = self.model
         batch = {"image": torch.stack([image_to_tensor(face.crop, model.image_size,
                                                        model.channels) for face in faces])}
