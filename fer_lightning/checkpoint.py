@@ -95,6 +95,28 @@ def checkpoint_metadata(config: Mapping[str, Any] | None, class_names: Sequence[
             "class_names": list(class_names), "choices": dict(choices or {})}
 
 
+def write_checkpoint(cfg: DictConfig, path: str | Path,
+                     class_names: Sequence[str] | None = None) -> Path:
+    """A checkpoint of the module ``cfg`` configures, with freshly initialised weights
+    (benchmarks and tests of eval / predict / export without training first): the state
+    dict and metadata a training run writes, no loop state to resume from. Class names
+    default to FER2013's seven."""
+    import lightning as L
+
+    from fer_lightning.train import build_loss, build_module
+
+    names = list(class_names or ["angry", "disgust", "fear", "happy", "sad", "surprise",
+                                 "neutral"])
+    net = build_net(cfg, len(names))
+    module = build_module(cfg, net, build_loss(cfg.loss, [1] * len(names)), names)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": module.state_dict(), "pytorch-lightning_version": L.__version__,
+                METADATA_KEY: checkpoint_metadata(module.run_config, names, module.run_choices)},
+               path)
+    return path
+
+
 # -- reading ---------------------------------------------------------------------------
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image
 
-from fer_lightning.checkpoint import checkpoint_metadata, run_config
-from fer_lightning.config import build_net, compose_config
-from fer_lightning.train import build_loss, build_module
+from fer_lightning import checkpoint
+from fer_lightning.config import compose_config
 
 #: Tiny versions of every family (seconds to build and export).
 FAMILIES = {
@@ -66,18 +64,9 @@ def landscape() -> np.ndarray:
 
 def write_checkpoint(overrides: list[str], path: Path, class_names: list[str] | None = None
                      ) -> Path:
-    """A fer_lightning checkpoint of an untrained net configured by ``overrides`` (the
-    state dict and metadata a training run writes; enough for Lightning to test it, no
-    loop state to resume from)."""
-    cfg = compose_config(overrides, path.parent / "run")
-    names = class_names or ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
-    net = build_net(cfg, len(names))
-    module = build_module(cfg, net, build_loss(cfg.loss, [1] * len(names)), names)
-    config, choices = run_config(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": module.state_dict(), "pytorch-lightning_version": L.__version__,
-                "fer_lightning": checkpoint_metadata(config, names, choices)}, path)
-    return path
+    """A fer_lightning checkpoint of an untrained net configured by ``overrides``."""
+    return checkpoint.write_checkpoint(compose_config(overrides, path.parent / "run"), path,
+                                       class_names)
 
 
 class Touch:

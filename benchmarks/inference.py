@@ -1,0 +1,211 @@
+"""Inference speed: end-to-end latency per photo against the `fer` package, and the
+throughput of ``predict`` and ``eval``.
+
+    python -m benchmarks.inference [--fer-python /work/bench-venvs/fer/bin/python]
+
+Latency: real photos (skimage's astronaut, matplotlib's grace_hopper, four LFW faces
+upscaled to 100 px), batch 1, median over photos x repeats after a warm-up. Both sides
+detect with facenet-pytorch's MTCNN at its default settings (min face 20 px, thresholds
+0.6 / 0.7 / 0.7), so the race is on the same detector: ours is
+``Predictor.predict(image)`` (detect, crop, landmarks when the model uses them,
+classify), theirs ``FER(mtcnn=True).detect_emotions(image)`` run in fer's own venv
+(``benchmarks/fer_baseline.py``). The models are untrained (speed does not depend on the
+weights): the default mini_xception (48 x 48 grey, 0.2 M parameters), without landmarks
+and with dlib landmarks drawn as an overlay, run by PyTorch and by onnxruntime.
+Appends a dated section to benchmarks/RESULTS.md (also part of ``make bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from benchmarks.run import RESULTS, machine
+from fer_lightning.checkpoint import write_checkpoint
+from fer_lightning.config import compose_config
+
+FER_PYTHON = Path("/work/bench-venvs/fer/bin/python")
+MODELS = {"mini_xception, no landmarks": ["model=mini_xception"],
+          "mini_xception + dlib overlay": ["model=mini_xception", "landmarks=dlib"]}
+
+
+def photos() -> list[np.ndarray]:
+    """The benchmark photos (module docstring)."""
+    import matplotlib.cbook
+    import skimage.data
+
+    from fer_lightning.predict import load_image
+
+    faces = [(face * 255).round().astype(np.uint8) for face in skimage.data.lfw_subset()[:4]]
+    return [skimage.data.astronaut(),
+            load_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
+            *[np.asarray(Image.fromarray(face).convert("RGB").resize((100, 100),
+                                                                      Image.BILINEAR))
+              for face in faces]]
+
+
+def median_ms(work: Callable[[np.ndarray], object], images: Sequence[np.ndarray],
+              repeats: int) -> float:
+    """Median milliseconds of ``work(image)`` over images x repeats, after one warm-up each."""
+    for image in images:
+        work(image)
+    times = []
+    for image in images:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            work(image)
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def checkpoint_for(overrides: Sequence[str], folder: Path) -> Path:
+    """An untrained checkpoint of the configured model."""
+    name = "-".join(o.replace("=", "_") for o in overrides)
+    return write_checkpoint(compose_config(list(overrides), folder / name), folder / f"{name}.ckpt")
+
+
+def our_latency(images: Sequence[np.ndarray], folder: Path, repeats: int
+                ) -> list[tuple[str, float, float, list[int]]]:
+    """(label, end-to-end ms, classify-only ms, faces per photo) per model and backend."""
+    from fer_lightning.predict import Predictor
+
+    rows = []
+    for label, overrides in MODELS.items():
+        checkpoint = checkpoint_for(overrides, folder)
+        for backend in ("torch", "onnx"):
+            predictor = Predictor.from_checkpoint(checkpoint, backend=backend,
+                                                  onnx_path=checkpoint.with_suffix(".onnx"))
+            faces = [predictor.faces(image) for image in images]
+            end_to_end = median_ms(predictor.predict, images, repeats)
+            with_faces = [found for found in faces if found]
+            classify = median_ms(predictor.classify, with_faces, repeats)
+            rows.append((f"fer_lightning {label}, {backend}", end_to_end, classify,
+                         [len(found) for found in faces]))
+    return rows
+
+
+def fer_latency(images: Sequence[np.ndarray], folder: Path, repeats: int,
+                python: Path) -> tuple[str, float | None, float | None, list[int] | str]:
+    """The `fer` package's row, measured by benchmarks/fer_baseline.py in its venv."""
+    if not python.is_file():
+        return ("fer (not measured)", None, None,
+                f"no fer venv at {python}: see docs/inference.md for the recipe")
+    paths = []
+    for index, image in enumerate(images):
+        paths.append(folder / f"photo{index}.png")
+        Image.fromarray(image).save(paths[-1])
+    script = Path(__file__).with_name("fer_baseline.py")
+    done = subprocess.run([str(python), str(script), "--repeats", str(repeats),
+                           *map(str, paths)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return "fer (failed)", None, None, done.stderr.strip().splitlines()[-1]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return (f"fer {result['fer']} FER(mtcnn=True), TFLite (tensorflow "
+            f"{result['tensorflow']})", result["end_to_end_ms"], result["classify_ms"],
+            result["faces"])
+
+
+def predict_throughput(folder: Path, count: int = 200) -> list[str]:
+    """Rows: images / s of the predict command on a folder of LFW face crops."""
+    import skimage.data
+
+    from fer_lightning.predict import predict
+
+    faces = folder / "faces"
+    faces.mkdir(parents=True, exist_ok=True)
+    for index, face in enumerate(skimage.data.lfw_subset()[:count]):
+        Image.fromarray((face * 255).round().astype(np.uint8)).save(faces / f"{index:03d}.png")
+    checkpoint = checkpoint_for(MODELS["mini_xception, no landmarks"], folder)
+    rows = []
+    for backend, detect, limit in (("torch", False, count), ("onnx", False, count),
+                                   ("torch", True, 40)):
+        inputs = faces if limit == count else _first(faces, limit, folder / "few")
+        cfg = compose_config([f"ckpt_path={checkpoint}", f"input={inputs}", f"backend={backend}",
+                              f"detect={str(detect).lower()}", "progress=false",
+                              f"onnx_path={checkpoint.with_suffix('.onnx')}"],
+                             folder / f"predict-{backend}-{detect}", config_name="predict")
+        start = time.perf_counter()
+        predict(cfg)
+        rate = limit / (time.perf_counter() - start)
+        what = "MTCNN + classify" if detect else "detect=false, classify"
+        rows.append(f"| `predict` on a folder of {limit} LFW faces (25 px), {what}, "
+                    f"{backend}, batch 32, images / s (incl. start-up) | {rate:.0f} |")
+    return rows
+
+
+def _first(folder: Path, count: int, target: Path) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(folder.glob("*.png"))[:count]:
+        (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+def eval_throughput(folder: Path, size: int = 1000) -> list[str]:
+    """Rows: images / s of eval on the synthetic test split per TTA mode."""
+    from fer_lightning.eval import compose_eval_config, evaluate
+
+    checkpoint = checkpoint_for([*MODELS["mini_xception, no landmarks"],
+                                 f"data.source.test_size={size}"], folder)
+    rows = []
+    for tta in ("none", "flip", "ten_crop"):
+        cfg = compose_eval_config([f"ckpt_path={checkpoint}", f"tta={tta}",
+                                   "callbacks.progress_bar=null", "data.batch_size=128"],
+                                  folder / f"eval-{tta}")
+        start = time.perf_counter()
+        evaluate(cfg)
+        rate = size / (time.perf_counter() - start)
+        rows.append(f"| `eval` mini_xception on {size} synthetic faces, tta={tta}, batch 128, "
+                    f"images / s (incl. start-up and rendering) | {rate:.0f} |")
+    return rows
+
+
+def rows(repeats: int = 5, fer_python: Path = FER_PYTHON) -> list[str]:
+    """The inference section of RESULTS.md."""
+    load = os.getloadavg()[0]
+    lines = [f"\nInference (`python -m benchmarks.inference`; load average {load:.1f} on "
+             f"{os.cpu_count()} cores when it started):", "",
+             "| end to end per photo, batch 1 (MTCNN vs MTCNN) | median ms | classify-only "
+             "ms | faces per photo |", "|---|---|---|---|"]
+    images = photos()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        measured = [fer_latency(images, folder, repeats, fer_python),
+                    *our_latency(images, folder, repeats)]
+        for label, total, classify, faces in measured:
+            cells = [f"{v:.1f}" if isinstance(v, float) else "n/a" for v in (total, classify)]
+            lines.append(f"| {label} | {cells[0]} | {cells[1]} | {faces} |")
+        lines += ["", "| throughput | value |", "|---|---|"]
+        lines += predict_throughput(folder)
+        lines += eval_throughput(folder)
+    return lines
+
+
+def main() -> None:
+    """Measure and append a dated section to RESULTS.md."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--fer-python", type=Path, default=FER_PYTHON)
+    args = parser.parse_args()
+    lines = [f"\n## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC — "
+             f"`python -m benchmarks.inference`", f"machine: {machine()}",
+             *rows(args.repeats, args.fer_python)]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with args.out.open("a") as handle:
+        handle.write(text)
+
+
+if __name__ == "__main__":
+    main()
