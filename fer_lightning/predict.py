@@ -506,7 +506,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
                "labels": {key[6:]: n for key, n in sorted(counts.items())
                           if key.startswith("label:")},
                "predictions": str(run.writer.csv_path)}
-    console = Console()
+    console = Console(soft_wrap=True)
     console.print(f"{summary['images']} images / frames: {summary['faces']} faces, "
                   f"{summary['no_face']} without a face, {summary['unreadable']} unreadable")
     if inputs.skipped:
