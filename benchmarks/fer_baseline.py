@@ -10,7 +10,7 @@ because `fer` needs TensorFlow and setuptools < 81. Recipe (see docs/inference.m
     /work/bench-venvs/fer/bin/pip install tensorflow opencv-contrib-python matplotlib \\
         pandas requests tqdm "moviepy<2" ffmpeg-python Pillow
 
-Usage: ``python fer_baseline.py --repeats 5 photo1.png photo2.png ...``; prints one JSON
+Usage: ``python fer_baseline.py --repeats 5 --threads 1 photo1.png ...``; prints one JSON
 object: median milliseconds per photo end to end (MTCNN detection + crop + classify)
 and for classification alone (faces given), faces found per photo, versions.
 """
@@ -29,7 +29,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("photos", nargs="+")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     importlib.import_module("facenet_pytorch")  # fer imports MTCNN from it: load it first
     import cv2
     import fer
