@@ -229,10 +229,11 @@ def export(cfg: DictConfig) -> ExportReport:
                          opset=int(cfg.opset), tolerance=float(cfg.tolerance))
     batch = "dynamic" if report.dynamic_batch else \
         "fixed at 1 (ms_fpn's region detector runs per image; predict feeds one face at a time)"
-    Console(soft_wrap=True).print(f"exported {report.path}\n  inputs {report.input_names}, output logits, "
-                    f"batch {batch}\n  parity on {report.parity_source}: max |ONNX - PyTorch| "
-                    f"= {report.max_abs_diff:.2e} (batch {report.parity_batch}), "
-                    f"{report.max_abs_diff_batch1:.2e} (batch 1)")
+    Console(soft_wrap=True).print(
+        f"exported {report.path}\n  inputs {report.input_names}, output logits, batch {batch}"
+        f"\n  parity on {report.parity_source}: max |ONNX - PyTorch| = "
+        f"{report.max_abs_diff:.2e} (batch {report.parity_batch}), "
+        f"{report.max_abs_diff_batch1:.2e} (batch 1)")
     return report
 
 

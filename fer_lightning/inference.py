@@ -121,6 +121,10 @@ class OnnxRunner:
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only (not ms_fpn's empty-RoI shape notes)
+        # Idle workers must not spin: predict alternates onnxruntime with the face
+        # detector (torch), which they would slow down.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         self.path = Path(path)

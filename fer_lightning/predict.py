@@ -408,7 +408,7 @@ class PredictRun:
             for file in files:
                 try:
                     loaded[file] = load_image(file)
-                except (OSError, ValueError) as error:  # unreadable / truncated images
+                except (OSError, ValueError, Image.DecompressionBombError) as error:
                     errors[file] = str(error).splitlines()[0]
             predictions = dict(zip(loaded, self.predictor.predict_many(list(loaded.values())),
                                    strict=True))
@@ -494,9 +494,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             if inputs.images:
                 run.images(inputs, progress.add_task("images", total=len(inputs.images)))
             for video in inputs.videos:
-                total, _ = video_info(video) if video.stat().st_size else (0, 0)
-                run.video(video, inputs.root,
-                          progress.add_task(video.name, total=total or None))
+                try:
+                    total = video_info(video)[0]
+                except Exception:  # noqa: BLE001 - reported as unreadable by run.video
+                    total = 0
+                run.video(video, inputs.root, progress.add_task(video.name, total=total or None))
         finally:
             run.close()
     counts = run.writer.counts
