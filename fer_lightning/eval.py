@@ -114,6 +114,10 @@ def evaluation_config(cfg: DictConfig, checkpoint: Mapping[str, Any],
             if key == "experiment":
                 raise ConfigError("eval takes the checkpoint's experiment; override single "
                                   "keys (data.root=..., data=...) instead of +experiment")
+            if key in ("model", "head"):
+                raise ConfigError(f"eval cannot change the net ({key}=): the checkpoint's "
+                                  f"weights are for model={stored.model.get('name')} "
+                                  f"head={stored.head.get('name')}")
             if key in choices and "." not in key:
                 final[key] = cfg[key]
                 _keep_trained_inputs(final, stored, cfg, key, keys)

@@ -95,10 +95,12 @@ def test_other_dataset_with_other_class_order_needs_remap(tmp_path, make_cfg):
     assert confusion.sum(1).tolist() == [3] * 7  # every true class in checkpoint order
 
 
-def test_eval_cannot_switch_landmarks_off(trained, tmp_path):
+def test_eval_cannot_change_the_net(trained, tmp_path):
     _, best, _ = trained
     with pytest.raises(ConfigError, match="trained with landmarks"):
         run_eval(tmp_path, f"ckpt_path={best}", "landmarks=none")
+    with pytest.raises(ConfigError, match="cannot change the net"):
+        run_eval(tmp_path, f"ckpt_path={best}", "model=mba")
 
 
 @pytest.fixture(scope="module")
