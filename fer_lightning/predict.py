@@ -86,6 +86,8 @@ def load_image(source: str | Path | Image.Image | np.ndarray) -> np.ndarray:
                 (source.ndim == 3 and source.shape[2] not in (3, 4)):
             raise ValueError(f"an image array must be uint8 (H, W), (H, W, 3) or (H, W, 4), "
                              f"got {source.dtype} {source.shape}")
+        if source.ndim == 3 and source.shape[2] == 3:
+            return np.ascontiguousarray(source)
         source = Image.fromarray(source)
     if isinstance(source, (str, Path)):
         with Image.open(source) as opened:
