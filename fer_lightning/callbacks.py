@@ -67,10 +67,13 @@ class LastCheckpoint(ModelCheckpoint):
 
     def __init__(self, dirpath: str, every_n_train_steps: int | None = None,
                  requeue_signal: str | None = "SIGUSR2") -> None:
-        super().__init__(dirpath=dirpath, filename=Path(self.CHECKPOINT_NAME_LAST).name,
-                         monitor=None, save_top_k=1, every_n_epochs=1,
-                         every_n_train_steps=every_n_train_steps,
-                         enable_version_counter=False, save_on_exception=True)
+        # Lightning's every-epoch save; the step saves are this class's own, as
+        # ModelCheckpoint takes either every_n_epochs or every_n_train_steps, not both.
+        super().__init__(dirpath=dirpath, filename=self.CHECKPOINT_NAME_LAST, monitor=None,
+                         save_top_k=1, every_n_epochs=1, enable_version_counter=False,
+                         save_on_exception=True)
+        self.every_n_train_steps = every_n_train_steps
+        self._step_saved = -1
         self.requeue_signal = signal.Signals[requeue_signal] if requeue_signal else None
         self._handed_over: tuple[signal.Signals, Any] | None = None
         self._signalled = False
@@ -119,10 +122,13 @@ class LastCheckpoint(ModelCheckpoint):
             self._handed_over, self._signalled = None, False
             handler(signum, None)  # submitit: requeue this job and exit
             return
-        # The epoch's last batch is saved at the epoch end, after validation; a step save
-        # here would come first and make Lightning skip that one.
-        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        step, every = trainer.global_step, self.every_n_train_steps
+        # The epoch's last batch is saved at the epoch end (after validation) anyway.
+        if every and step % every == 0 and step != self._step_saved \
+                and not trainer.fast_dev_run and not trainer.sanity_checking \
+                and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            trainer.save_checkpoint(self.path)
+            self._step_saved = step
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)

@@ -68,9 +68,21 @@ def check_task_name(task_name: Any) -> str:
     return task_name
 
 
-# `${task_dir:${task_name}}` in the run / sweep directories: Hydra creates them before the
-# run starts, so the task name is checked while the path is resolved.
-OmegaConf.register_new_resolver("task_dir", check_task_name, replace=True)
+#: Folder Hydra creates for a run whose task_name is refused (removed again by the CLI).
+INVALID_TASK_DIR = "_invalid_task_name"
+
+
+def task_dir(task_name: Any) -> str:
+    """``${task_dir:${task_name}}`` in the run / sweep directories. Hydra creates them
+    before the run starts, so an unsafe name must not reach the path: it becomes
+    :data:`INVALID_TASK_DIR` and the config check then names the problem."""
+    try:
+        return check_task_name(task_name)
+    except ConfigError:
+        return INVALID_TASK_DIR
+
+
+OmegaConf.register_new_resolver("task_dir", task_dir, replace=True)
 
 
 def _shown(value: Any) -> str:
@@ -294,24 +306,22 @@ def _uses_gpu(trainer: DictConfig) -> bool:
 
 def _cpu_hint(cfg: DictConfig) -> str:
     """The overrides that run the same config on the CPU."""
-    overrides = ["trainer=cpu"]
-    if str(cfg.trainer.get("precision")) == "16-mixed":
-        overrides.append("trainer.precision=32")
-    hint = f"run on the CPU with: {' '.join(overrides)}"
+    precision = " trainer.precision=32" if str(cfg.trainer.get("precision")) == "16-mixed" else ""
+    hint = f"run on the CPU with: trainer=cpu{precision}"
     if cfg.trainer.get("strategy") == "ddp":
-        hint += (" (or DDP over CPU processes: trainer=ddp trainer.accelerator=cpu "
-                 "trainer.devices=2 trainer.sync_batchnorm=false)")
+        hint += (f" (or DDP over CPU processes: trainer=ddp trainer.accelerator=cpu "
+                 f"trainer.devices=2 trainer.sync_batchnorm=false{precision})")
     return hint
 
 
 def check_hardware(cfg: DictConfig) -> list[str]:
     """Raise ConfigError when ``cfg.trainer`` asks for hardware this machine lacks, or for a
-    setting Lightning would silently change here; returns warnings for settings that run
-    but waste the machine. Separate from :func:`check_config`, which judges the config
-    alone (an experiment written for GPUs is a valid config on a laptop)."""
+    setting Lightning would silently change here, naming the overrides that run; returns
+    warnings for settings that run but waste the machine. Separate from
+    :func:`check_config`, which judges the config alone (an experiment written for GPUs is
+    a valid config on a laptop)."""
     trainer = cfg.trainer
     accelerator, devices = str(trainer.get("accelerator", "auto")), trainer.get("devices", 1)
-    precision = str(trainer.get("precision", "32"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"trainer.accelerator={accelerator} needs a CUDA GPU and none is "
                           f"visible on this machine (torch.cuda.is_available() is False); "
@@ -324,17 +334,24 @@ def check_hardware(cfg: DictConfig) -> list[str]:
         return []
     if accelerator == "mps" or accelerator == "auto" and torch.backends.mps.is_available():
         return []
-    if precision == "16-mixed":
-        raise ConfigError("trainer.precision=16-mixed needs a GPU; on the CPU Lightning would "
-                          "silently switch to bf16-mixed, many times slower than fp32 on most "
-                          "CPUs: add trainer.precision=32")
-    if devices == -1:
-        raise ConfigError("trainer.devices=-1 means every GPU, and this run is on the CPU: "
-                          "give a number of processes, e.g. trainer.devices=2")
+    problems, fixes = [], []
+    if str(trainer.get("precision", "32")) == "16-mixed":
+        problems.append("trainer.precision=16-mixed needs a GPU (on the CPU Lightning would "
+                        "silently switch to bf16-mixed, many times slower than fp32 on most "
+                        "CPUs)")
+        fixes.append("trainer.precision=32")
     processes = devices if _is_int(devices) else 1
+    if devices == -1:
+        problems.append("trainer.devices=-1 means every GPU")
+        fixes.append("trainer.devices=2")
+        processes = 2
     if trainer.get("sync_batchnorm") and processes > 1:
-        raise ConfigError("trainer.sync_batchnorm=true needs GPUs (PyTorch's SyncBatchNorm "
-                          "runs on GPUs only): add trainer.sync_batchnorm=false")
+        problems.append("trainer.sync_batchnorm=true needs GPUs (PyTorch's SyncBatchNorm runs "
+                        "on GPUs only)")
+        fixes.append("trainer.sync_batchnorm=false")
+    if problems:
+        raise ConfigError(f"{'; '.join(problems)}. This run is on the CPU: add "
+                          f"{' '.join(fixes)}")
     warnings, cpus = [], available_cpus()
     workers = (cfg.data.get("num_workers") or 0) * processes
     if processes > cpus:

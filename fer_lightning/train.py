@@ -274,12 +274,18 @@ def optimized_value(cfg: DictConfig, results: dict[str, Any]) -> float | None:
     return results.get(stage, {}).get("metrics", {}).get(name)
 
 
-def remove_unused_run_dir(output_dir: Path) -> None:
+def remove_unused_run_dir(output_dir: Path, log_dir: Path) -> None:
     """Delete a run folder that holds only Hydra's bookkeeping and the log (a run that
-    failed its config checks), so ``logs/`` lists only runs that ran."""
+    failed its config checks), and the folders above it up to ``log_dir`` left empty, so
+    ``logs/`` lists only runs that ran."""
     bookkeeping = {".hydra", *(f"{name}.log" for name in ("train", HydraConfig.get().job.name))}
-    if output_dir.is_dir() and {path.name for path in output_dir.iterdir()} <= bookkeeping:
-        shutil.rmtree(output_dir, ignore_errors=True)
+    if not output_dir.is_dir() or {path.name for path in output_dir.iterdir()} - bookkeeping:
+        return
+    shutil.rmtree(output_dir, ignore_errors=True)
+    for parent in output_dir.parents:
+        if parent == log_dir or log_dir not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -291,7 +297,8 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return optimized_value(cfg, train(cfg))
     except ConfigError as error:
-        remove_unused_run_dir(Path(HydraConfig.get().runtime.output_dir))
+        remove_unused_run_dir(Path(HydraConfig.get().runtime.output_dir).resolve(),
+                              Path(cfg.paths.log_dir).resolve())
         raise SystemExit(f"Config error: {error}") from None
     except SIGTERMException:
         raise SystemExit(128 + signal.SIGTERM) from None
