@@ -139,6 +139,16 @@ def test_hardware_this_machine_lacks_is_named_with_the_override_that_runs(make_c
         check_hardware(make_cfg(*overrides, *hint.split(), tiny=False))
 
 
+def test_more_loader_workers_than_cores_warns(make_cfg, monkeypatch):
+    import fer_lightning.config as config
+
+    monkeypatch.setattr(config, "available_cpus", lambda: 2)
+    assert check_hardware(make_cfg("data.num_workers=8")) == [
+        "data.num_workers=8 loader processes on 2 cores: they compete with training for the "
+        "same cores"]
+    assert check_hardware(make_cfg("data.num_workers=2")) == []
+
+
 def test_gpu_trainer_without_gpu_names_trainer_cpu(make_cfg, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"trainer.accelerator=gpu needs a CUDA GPU and none "

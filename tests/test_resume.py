@@ -156,6 +156,17 @@ def test_killed_mid_epoch_resumes_from_the_last_saved_step(make_cfg, tmp_path):
     assert checkpoint_state(last) == (1, 16)
 
 
+def test_under_slurm_only_the_launcher_requeues(make_cfg, monkeypatch):
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_JOB_NAME", "fer")
+    plugins = train_module.build_plugins(make_cfg().trainer)
+    [slurm] = [plugin for plugin in plugins if isinstance(plugin, SLURMEnvironment)]
+    assert not slurm.auto_requeue
+    assert any(isinstance(plugin, AtomicCheckpointIO) for plugin in plugins)
+
+
 def test_atomic_writes_keep_the_previous_checkpoint_when_a_write_dies(tmp_path, monkeypatch):
     path = tmp_path / "checkpoints/last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"epoch": 1}, path)
