@@ -195,9 +195,12 @@ def _check_against_signature(cfg: DictConfig, key: str, skip: tuple[str, ...] = 
         hints = typing.get_type_hints(get_class(node._target_).__init__)
     except Exception:  # noqa: BLE001 - an unimportable target fails later with its own message
         return
-    for name, value in node.items():
+    for name in node:
         if name.startswith("_") or name in skip or name not in hints \
-                or OmegaConf.is_config(value) or isinstance(value, list | dict):
+                or OmegaConf.is_missing(node, name):
+            continue
+        value = node[name]
+        if OmegaConf.is_config(value) or isinstance(value, list | dict):
             continue
         accepted = _scalar_types(hints[name])
         if accepted is None:
