@@ -380,7 +380,10 @@ def test_summary_counts_skips_and_landmark_hook(tmp_path):
     write_ferplus_csv(tmp_path, rows, names, votes)
     summary = summarize(datamodule_of(FERPlusSource(tmp_path),
                                     report={"train": {"found": 3, "total": 4}}))
-    assert list(summary) == ["train", "val", "test", "skipped", "landmarks", "source"]
+    assert list(summary) == ["train", "val", "test", "skipped", "warnings", "landmarks",
+                             "source"]
+    assert summary["warnings"] == ["no training samples of class(es) happiness, surprise, "
+                                   "sadness, anger, disgust"]
     assert summary["val"] == {"neutral": 0, "happiness": 1, "surprise": 0, "sadness": 0,
                               "anger": 0, "disgust": 0, "fear": 0, "contempt": 0}
     assert summary["train"]["neutral"] == 4 and summary["train"]["contempt"] == 1
