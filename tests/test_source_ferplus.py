@@ -449,3 +449,14 @@ def test_soft_label_mode_with_a_hard_label_loss_fails_before_training(make_cfg, 
     with pytest.raises(ConfigError, match="label_mode=crossentropy .* add loss=soft_ce"):
         check_config(make_cfg("data=ferplus", f"data.root={tmp_path}", "loss=ce",
                               "data.source.label_mode=crossentropy", tiny=False))
+
+
+def test_folder_release_names_leaving_the_folder_are_skipped_and_counted(tmp_path):
+    rows, names, votes = ferplus_fixture()
+    write_ferplus_folders(tmp_path, rows, names, votes)
+    label_csv = tmp_path / "FER2013Test" / "label.csv"
+    label_csv.write_text(label_csv.read_text() + "../FER2013Train/fer0000000.png,"
+                         "0,0,10,0,0,0,0,0,0,0\n._fer.png,0,0,10,0,0,0,0,0,0,0\n")
+    info = FERPlusSource(tmp_path).split_info("test")
+    assert info.labels.tolist() == [3]
+    assert info.skipped == {"path_outside_root": 1, "macos_resource_file": 1}

@@ -39,6 +39,7 @@ from fer_lightning.data.sources.io import (
     OUTSIDE_ROOT,
     csv_rows,
     file_fingerprint,
+    hidden_reason,
     is_hidden,
     read_image,
     under_root,
@@ -362,8 +363,9 @@ class FERPlusSource:
             present = set(os.listdir(folder))
             for line, name, votes in self._read_label_csv(label_csv):
                 path = under_root(folder, name) if name else folder
-                if path is None or (name and is_hidden(os.path.basename(name))):
-                    outside[OUTSIDE_ROOT if path is None else "hidden file"] += 1
+                base = os.path.basename(name)
+                if path is None or is_hidden(base):
+                    outside[OUTSIDE_ROOT if path is None else hidden_reason(base)] += 1
                     continue
                 if name and not (name in present or path.is_file()):
                     raise FileNotFoundError(f"{label_csv}, line {line}: image {name!r} is "

@@ -26,8 +26,11 @@ from fer_lightning.data.sources.base import DatasetError, ListedImage
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 #: How many bad files an error message lists before "... and N more".
 MAX_LISTED = 5
-#: Skip reason of a label-file row whose path leaves the dataset root.
-OUTSIDE_ROOT = "path outside the dataset root"
+#: Skip reasons counted by every source: a label-file row whose path leaves the dataset
+#: root; a hidden file or folder; a macOS ``._*`` AppleDouble file.
+OUTSIDE_ROOT = "path_outside_root"
+HIDDEN = "hidden_file"
+APPLE_DOUBLE = "macos_resource_file"
 
 # ---------------------------------------------------------------------------------------
 # Text and csv files
@@ -208,7 +211,7 @@ def is_hidden(name: str) -> bool:
 
 def hidden_reason(name: str) -> str:
     """The skip reason counted for a hidden entry."""
-    return "macOS ._ file" if name.startswith("._") else "hidden file or folder"
+    return APPLE_DOUBLE if name.startswith("._") else HIDDEN
 
 
 def check_files_exist(paths: Sequence[Path], listed_at: Sequence[str], what: str) -> None:

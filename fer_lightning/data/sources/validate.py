@@ -65,16 +65,11 @@ def _after_skips(skipped: Mapping[str, int]) -> str:
 
 
 def listed_images(source: Source, splits: Sequence[str]) -> list[ListedImage]:
-    """Every image file ``splits`` read, each once (splits may share files: test = val)."""
+    """Every listing of an image file by ``splits``, each once (splits may share their
+    listings: test = val)."""
     if not isinstance(source, ImageFileSource):
         return []
-    seen, images = set(), []
-    for split in splits:
-        for image in source.image_files(split):
-            if image.path not in seen:
-                seen.add(image.path)
-                images.append(image)
-    return images
+    return list(dict.fromkeys(image for split in splits for image in source.image_files(split)))
 
 
 def image_problems(source: Source, splits: Sequence[str], images: str = "header") -> list[str]:
