@@ -230,10 +230,15 @@ class AffectNet:
                 f"test = {test}; {val}")
 
     def fingerprint(self) -> str:
-        """Hash of the index files (size and mtime) and settings (landmark cache keys)."""
+        """Hash of the index files (size and mtime) and settings (landmark cache keys).
+
+        Rows skipped for a path outside the root shift the index, so their counts join the
+        hash when there are any (keeping the hash of every other dataset as it was)."""
         stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in self._sources.values()]
+        outside = [self._part(name).skipped.get(OUTSIDE_ROOT, 0) for name in ("train", "test")]
         return fingerprint_of("affectnet", self.release, stats, self.num_classes,
-                              self.val_split, self.val_fraction, self.seed)
+                              self.val_split, self.val_fraction, self.seed,
+                              *([("outside", outside)] if any(outside) else []))
 
     # -- layout ------------------------------------------------------------------------
 

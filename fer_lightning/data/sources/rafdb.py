@@ -132,10 +132,14 @@ class RafDB:
         return f"{self.label_file} + {self.image_dir}: {split}; {val}"
 
     def fingerprint(self) -> str:
-        """Hash of the label file's bytes and the split settings (landmark cache keys)."""
+        """Hash of the label file's bytes and the split settings (landmark cache keys);
+        settings and skips that did not exist before are hashed only when used, so caches
+        of the official split stay valid."""
         settings = (self.split, self.resplit_ratio) if self.split != "official" else ()
+        outside = [self._skipped[part][OUTSIDE_ROOT] for part in PARTITIONS]
+        skips = (("outside", outside),) if any(outside) else ()
         return fingerprint_of("rafdb", self.label_file.read_bytes(), self.variant,
-                              self.val_split, self.val_fraction, self.seed, *settings)
+                              self.val_split, self.val_fraction, self.seed, *settings, *skips)
 
     # -- internals ---------------------------------------------------------------------
 
