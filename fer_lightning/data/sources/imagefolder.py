@@ -154,8 +154,10 @@ class ImageFolder:
         if split in self._unavailable:
             raise SplitUnavailableError(self._unavailable[split])
 
-    def _visible_dirs(self, folder: Path, skipped: dict[str, int]) -> list[Path]:
-        """Sub-folders of ``folder`` to read, hidden ones and unsafe symlinks counted."""
+    def _visible_dirs(self, folder: Path, skipped: dict[str, int], warn: bool = True
+                      ) -> list[Path]:
+        """Sub-folders of ``folder`` to read, hidden ones and unsafe symlinks counted (and
+        the symlinks logged, with ``warn``)."""
         folders = []
         for entry in sorted(folder.iterdir()):
             if not entry.is_dir():
@@ -166,7 +168,8 @@ class ImageFolder:
                 reason = self._link_problem(entry)
                 if reason:
                     _count(skipped, reason)
-                    log.warning("%s: not followed (%s)", entry, reason.replace("_", " "))
+                    if warn:
+                        log.warning("%s: not followed (%s)", entry, reason.replace("_", " "))
                 else:
                     folders.append(entry)
         return folders
@@ -189,7 +192,7 @@ class ImageFolder:
         names = {alias: split for split, aliases in SPLIT_FOLDERS.items() for alias in aliases}
         found: dict[str, Path] = {}
         others = []
-        for folder in self._visible_dirs(self.root, {}):
+        for folder in self._visible_dirs(self.root, {}, warn=False):
             split = names.get(folder.name.lower())
             if split is None:
                 others.append(folder.name)
