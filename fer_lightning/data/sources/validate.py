@@ -84,10 +84,10 @@ def image_problems(source: Source, splits: Sequence[str], images: str = "header"
 def dataset_problems(source: Source, splits: Sequence[str],
                      unavailable: Mapping[str, str] | None = None,
                      required: Iterable[str] = (), images: str = "header") -> list[str]:
-    """Every problem ``split_problems`` and ``image_problems`` find; images are only
-    looked at when the splits themselves are sound."""
-    problems = split_problems(source, splits, unavailable, required)
-    return problems or image_problems(source, splits, images)
+    """Every problem ``split_problems`` and ``image_problems`` find, all at once, so one
+    pass over a broken copy shows everything to fix."""
+    return split_problems(source, splits, unavailable, required) + \
+        image_problems(source, splits, images)
 
 
 def describe(source: Source) -> str:
