@@ -33,6 +33,7 @@ from rich.table import Table
 from fer_lightning.callbacks import LastCheckpoint
 from fer_lightning.config import ConfigError, build_net, check_config, check_hardware, net_class
 from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.data.sources.base import DatasetError
 from fer_lightning.metrics import SCALAR_METRICS
 from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
 from fer_lightning.resume import (
@@ -290,15 +291,16 @@ def remove_unused_run_dir(output_dir: Path, log_dir: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point of ``python -m fer_lightning``; a config error ends the run with
-    its message alone (no traceback) and exit status 1, SIGTERM with status 143 after
-    writing last.ckpt."""
+    """Hydra entry point of ``python -m fer_lightning``; a config or dataset error ends the
+    run with its message alone (no traceback) and exit status 1, SIGTERM with status 143
+    after writing last.ckpt."""
     configure_run_logging()
     try:
         return optimized_value(cfg, train(cfg))
-    except ConfigError as error:
+    except (ConfigError, DatasetError) as error:
         remove_unused_run_dir(Path(HydraConfig.get().runtime.output_dir).resolve(),
                               Path(cfg.paths.log_dir).resolve())
-        raise SystemExit(f"Config error: {error}") from None
+        kind = "Config" if isinstance(error, ConfigError) else "Dataset"
+        raise SystemExit(f"{kind} error: {error}") from None
     except SIGTERMException:
         raise SystemExit(128 + signal.SIGTERM) from None
