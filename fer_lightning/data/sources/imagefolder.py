@@ -164,6 +164,10 @@ class ImageFolder:
         """The image file of sample ``index`` of ``split``."""
         return self.root / self._paths[split][index]
 
+    def sample_digest(self, split: str, index: int) -> bytes:
+        """BLAKE2b of the image file's bytes (landmark cache content key)."""
+        return hashlib.blake2b(self.path(split, index).read_bytes(), digest_size=16).digest()
+
     def describe(self) -> str:
         """One line: what is read and how the splits are formed (for summaries)."""
         return f"{self.root}: {self._layout}"

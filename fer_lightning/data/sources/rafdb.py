@@ -16,6 +16,7 @@ train out as val; ``val_split=test`` validates on the test split (as most papers
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -91,6 +92,10 @@ class RafDB:
     def path(self, split: str, index: int) -> Path:
         """The image file of sample ``index`` of ``split``."""
         return self._image_path(int(self._split(split)[index]))
+
+    def sample_digest(self, split: str, index: int) -> bytes:
+        """BLAKE2b of the image file's bytes (landmark cache content key)."""
+        return hashlib.blake2b(self.path(split, index).read_bytes(), digest_size=16).digest()
 
     def describe(self) -> str:
         """One line: what is read and how the splits are formed (for summaries)."""
