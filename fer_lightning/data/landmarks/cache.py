@@ -16,7 +16,8 @@ and package version, face-crop settings). Inside:
 - ``chunk_<start>-<stop>.npz``: rows extracted but not merged yet (an interrupted run
   leaves whole chunks only: each is written to a temporary name and renamed), each
   with the digests of its samples;
-- ``.lock`` and ``claims/``: cross-process locks (the ``filelock`` package).
+- ``.lock`` and ``claims/``: cross-process locks (the ``filelock`` package); the
+  per-chunk claims are removed after each merge.
 
 Every ``compute`` (``prepare_data``) hashes the split's content and checks the entry:
 rows whose digest changed (an edited image, swapped rows), rows of a damaged array
@@ -335,7 +336,6 @@ class LandmarkCache:
         changed or damaged, then merge. Returns the samples extracted by this process."""
         digests = self.digests()
         self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / "claims").mkdir(exist_ok=True)
         self._warn_old_layouts()
         lock = self._locked()
         try:
@@ -455,6 +455,7 @@ class LandmarkCache:
         for old in self.directory.glob("arrays-*"):
             if old != folder:
                 shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(self.directory / "claims", ignore_errors=True)  # every chunk is merged
         return extracted
 
     def _warn_old_layouts(self) -> None:
@@ -477,6 +478,10 @@ class LandmarkCache:
     def load(self) -> LandmarkArrays:
         """The merged arrays (run ``compute`` first, e.g. in ``prepare_data``); extras are
         memory-mapped. Read under the entry lock, so never half of a new generation."""
+        if not self.complete:
+            raise FileNotFoundError(f"landmark cache {self.directory} is incomplete; run the "
+                                    f"DataModule's prepare_data() (or LandmarkCache.compute()) "
+                                    f"first")
         lock = self._locked()
         try:
             try:
