@@ -73,7 +73,7 @@ class QualityFilter:
     arrays are read, so changing a threshold needs no re-extraction.
     """
 
-    min_prob: float | None = 0.9
+    min_prob: float | None = 0.8
     geometry: bool = True
     eye_distance: tuple[float, float] | None = (0.2, 0.7)
     box_margin: float | None = 0.1
