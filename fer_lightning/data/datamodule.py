@@ -10,10 +10,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from fer_lightning.checks import check_choice
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.landmarks.cache import LandmarkCache, caches_for
 from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.landmarks.policy import resolve
+from fer_lightning.data.sources import validate
 from fer_lightning.data.sources.base import SPLITS, Source, SplitUnavailableError
 from fer_lightning.data.transforms import BatchTransform
 from fer_lightning.losses import inverse_frequency_weights
@@ -33,6 +35,11 @@ class FERDataModule(L.LightningDataModule):
     (dlib, mediapipe, mtcnn) ``prepare_data`` extracts and caches the landmarks;
     ``precropped``: the dataset's declaration that its images already are face crops
     (``landmarks.precropped`` follows it unless set).
+
+    Before any work, the dataset is checked (``sources.validate``): every split holds
+    samples, there are two classes or more, and the image files the splits list pass the
+    ``check_images`` check (``none | header | full``); a problem raises DatasetError
+    naming the dataset, split and reason, before landmark extraction or the first epoch.
     """
 
     def __init__(self, source: Source, image_size: int = 48, channels: int = 1,
@@ -42,9 +49,12 @@ class FERDataModule(L.LightningDataModule):
                  landmarks: LandmarksConfig | Mapping[str, Any] | None = None,
                  landmark_encoding: str | None = None, precropped: bool | None = None,
                  root: str | None = None, mean: float | Sequence[float] = 0.5,
-                 std: float | Sequence[float] = 0.5) -> None:
+                 std: float | Sequence[float] = 0.5, check_images: str = "header") -> None:
         super().__init__()
         self.root = root  # where the dataset lives (the source reads data.source.root)
+        check_choice("data.check_images", check_images, validate.IMAGE_CHECKS)
+        self.check_images = check_images
+        self._checked: set[tuple[str, bool]] = set()  # (images, fit) checks passed
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be a positive integer, got {batch_size}")
         if num_workers < 0:
@@ -88,7 +98,7 @@ class FERDataModule(L.LightningDataModule):
 
     def class_weights(self) -> torch.Tensor:
         """The weights ``loss=weighted_ce`` uses: w_c = N / (K N_c) over the training split
-        (VGG16-CBAM, Ghimire et al., Eq. 5), in label order."""
+        (VGG16-CBAM (Ghimire et al.), Eq. 5), in label order."""
         return inverse_frequency_weights(self.class_counts("train"))
 
     @property
@@ -116,13 +126,38 @@ class FERDataModule(L.LightningDataModule):
                                                self.available_splits, self.precropped)
         return self._landmark_caches
 
+    def dataset_problems(self, images: str | None = None, fit: bool = False) -> list[str]:
+        """What would stop training on this dataset (``sources.validate``): empty splits,
+        fewer than two classes, unreadable images (checked as ``images``, by default
+        ``check_images``); with ``fit``, a missing val split too. A check that passes is
+        not repeated by ``prepare_data`` / ``setup`` (nor are the weaker ones it covers)."""
+        images = self.check_images if images is None else images
+        problems = validate.dataset_problems(
+            self.source, self.available_splits, self.unavailable_splits,
+            required=("train", "val") if fit else ("train",), images=images)
+        if not problems:
+            covered = validate.IMAGE_CHECKS[: validate.IMAGE_CHECKS.index(images) + 1]
+            self._checked.update((check, need_val) for check in covered
+                                 for need_val in {False, fit})
+        return problems
+
+    def _check(self, images: str, fit: bool = False) -> None:
+        """Raise DatasetError listing ``dataset_problems``, unless that check passed."""
+        if (images, fit) not in self._checked:
+            problems = self.dataset_problems(images=images, fit=fit)
+            if problems:
+                raise validate.error(self.source, problems)
+
     def prepare_data(self) -> None:
-        """Extract, verify and repair the landmark cache (Lightning runs this on rank 0
-        only; other jobs on the same cache folder wait for or share the work)."""
+        """Check the dataset and its image files, then extract, verify and repair the
+        landmark cache (Lightning runs this on rank 0 only; other jobs on the same cache
+        folder wait for or share the work)."""
+        self._check(self.check_images)
         for cache in self.landmark_caches().values():
             cache.compute()
 
     def setup(self, stage: str | None = None) -> None:
+        self._check("none", fit=stage == "fit")
         missing = [split for split in self.available_splits if split not in self.datasets]
         arrays, kept = {}, {}
         if missing and self.landmark_caches():
