@@ -304,16 +304,18 @@ def test_canonical_mean_shape_is_a_face() -> None:
 
 
 class PhotoSource:
-    """Two real photos as the train split (faces to find and crop), nothing else."""
+    """A real photo and a face-less grey image as the train split (faces to find and
+    crop); one grey image as val and as test."""
 
-    class_names = ["a"]
+    class_names = ["a", "b"]
 
     def split_info(self, split: str) -> SplitInfo:
-        return SplitInfo(labels=np.zeros(2 if split == "train" else 0, np.int64))
+        return SplitInfo(labels=np.arange(2 if split == "train" else 1, dtype=np.int64))
 
     def load(self, split: str, index: int) -> RawSample:
-        image = skimage.data.astronaut() if index == 0 else np.full((64, 64, 3), 90, np.uint8)
-        return RawSample(image=image, label=0)
+        photo = split == "train" and index == 0
+        image = skimage.data.astronaut() if photo else np.full((64, 64, 3), 90, np.uint8)
+        return RawSample(image=image, label=index)
 
 
 def test_photo_dataset_is_cropped_as_the_landmarks_were(tmp_path: Path) -> None:
