@@ -33,6 +33,7 @@ from rich.table import Table
 from fer_lightning.callbacks import LastCheckpoint
 from fer_lightning.config import ConfigError, build_net, check_config, check_hardware, net_class
 from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.sources.base import DatasetError
 from fer_lightning.metrics import SCALAR_METRICS
 from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
@@ -55,22 +56,13 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
-#: Keys of the `landmarks` group that say how an encoding draws them (FERDataModule
-#: arguments; its signature holds their defaults).
-ENCODING_OPTIONS = ("overlay_style", "overlay_groups", "heatmap_sigma", "heatmap_style")
-
-
 def build_datamodule(cfg: DictConfig) -> FERDataModule:
-    """The DataModule of ``cfg.data``, told which landmark encoding the net consumes."""
-    landmarks = OmegaConf.to_container(cfg.landmarks, resolve=True)
-    encoding_options = {key: landmarks[key] for key in ENCODING_OPTIONS if key in landmarks}
-    return instantiate(
-        cfg.data,
-        use_landmarks=bool(landmarks["enabled"]),
-        landmark_encoding=getattr(net_class(cfg), "landmark_encoding", None),
-        landmarks=landmarks,
-        **encoding_options,
-    )
+    """The DataModule of ``cfg.data``, given the validated landmark settings of
+    ``cfg.landmarks`` and told which landmark encoding the net consumes."""
+    landmarks = LandmarksConfig.from_mapping(cfg.landmarks)  # fails before data is read
+    make = instantiate(cfg.data, _partial_=True)  # objects are passed as they are
+    return make(landmarks=landmarks,
+                landmark_encoding=getattr(net_class(cfg), "landmark_encoding", None))
 
 
 def build_datamodule_or_hint(cfg: DictConfig) -> FERDataModule:

@@ -45,7 +45,7 @@ def test_ablation_axes_reach_the_objects_they_configure(make_cfg):
     cfg = make_cfg("head=fc", "loss=weighted_ce", "landmarks=groundtruth")
     datamodule = build_datamodule(cfg)
     assert datamodule.use_landmarks
-    assert datamodule.batch_transform.config.landmark_encoding == "overlay"
+    assert datamodule.batch_transform.encoding == "overlay"
     net = build_net(cfg, num_classes=7)
     assert sum(p.numel() for p in net.parameters()) == 8_064_631
     loss = build_loss(cfg.loss, datamodule.class_counts("train"))
@@ -250,3 +250,27 @@ def test_missing_dataset_names_the_path_and_how_to_run_on_synthetic_faces(make_c
         train(make_cfg("+experiment=mba", f"data.root={missing}", tiny=False))
     assert "fer2013.csv" in str(error.value)  # the expected layout
     assert "add data=synthetic landmarks=groundtruth" in str(error.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("landmarks.on_missing=ignore",
+     "landmarks.on_missing must be one of ['mean_shape', 'drop'], got 'ignore'"),
+    ("landmarks.heatmap_sigma=0", "landmarks.heatmap_sigma must be a number >= 1e-06, got 0"),
+    ("landmarks.overlay_groups=[ears]", "landmarks.overlay_groups: unknown groups ['ears']"),
+    ("landmarks.chunk_size=0", "landmarks.chunk_size must be an integer >= 1, got 0"),
+    ("landmarks.quality.min_prob=2", "landmarks.quality.min_prob must be a number in [0.0, 1.0]"),
+])
+def test_bad_landmark_settings_are_config_errors_before_data_is_read(make_cfg, override,
+                                                                     message):
+    cfg = make_cfg("landmarks=mtcnn", override, "data=fer2013", "data.root=/nonexistent",
+                   tiny=False)
+    with pytest.raises(ConfigError) as error:
+        build_datamodule(cfg)  # the dataset root does not exist: nothing was read
+    assert message in str(error.value)
+
+
+def test_landmarks_config_rejects_unknown_keys():
+    from fer_lightning.data.landmarks.config import LandmarksConfig
+
+    with pytest.raises(ConfigError, match=r"landmarks: unknown key\(s\) \['on_mising'\]"):
+        LandmarksConfig.from_mapping({"on_mising": "drop"})
