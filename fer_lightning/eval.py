@@ -38,7 +38,6 @@ from fer_lightning import checkpoint as ckpt
 from fer_lightning.config import ConfigError, build_net, check_config, compose_config
 from fer_lightning.data.sources.base import SplitUnavailableError
 from fer_lightning.train import (
-    ENCODING_OPTIONS,
     build_callbacks,
     build_datamodule_or_hint,
     build_loss,
@@ -58,6 +57,9 @@ EVAL_KEYS = ("ckpt_path", "split", "tta", "tta_crop", "remap", "task_name")
 OWN_NODES = ("trainer", "callbacks", "logger", "paths", "hydra")
 #: Keys of ``data`` the net was built for, kept when the data group is replaced.
 INPUT_KEYS = ("image_size", "channels", "mean", "std")
+#: Keys of ``landmarks`` that say how the net's encoding is drawn, kept likewise.
+ENCODING_KEYS = ("overlay_style", "overlay_groups", "heatmap_style", "heatmap_sigma",
+                 "draw_before_augment")
 SPLITS = ("val", "test")
 
 
@@ -135,7 +137,7 @@ def evaluation_config(cfg: DictConfig, checkpoint: Mapping[str, Any],
 def _keep_trained_inputs(final: DictConfig, stored: DictConfig, cfg: DictConfig, group: str,
                          keys: Sequence[str]) -> None:
     """After ``group`` was replaced: restore what the net was built for, unless set by key."""
-    kept = {"data": INPUT_KEYS, "landmarks": ENCODING_OPTIONS}.get(group, ())
+    kept = {"data": INPUT_KEYS, "landmarks": ENCODING_KEYS}.get(group, ())
     for name in kept:
         if f"{group}.{name}" not in keys and name in stored[group]:
             final[group][name] = stored[group][name]

@@ -28,8 +28,10 @@ from torch import nn
 
 from fer_lightning import checkpoint as ckpt
 from fer_lightning.config import ConfigError, net_class
-from fer_lightning.data.landmarks import cache as landmark_cache
 from fer_lightning.data.landmarks.base import Extractor
+from fer_lightning.data.landmarks.config import LandmarksConfig
+from fer_lightning.data.landmarks.pipeline import LandmarkPipeline, build_pipeline
+from fer_lightning.data.transforms import BatchTransform
 
 #: The batch key each landmark encoding produces for the net (``regions`` are targets).
 ENCODING_INPUT = {"overlay": "image", "heatmap": "landmark_map", "coords": "coords",
@@ -40,23 +42,20 @@ GROUNDTRUTH_STANDIN = "dlib"
 ONNX_METADATA_KEY = "fer_lightning"
 
 
-def input_pipelines(cfg: DictConfig) -> tuple[nn.Module, landmark_cache.LandmarkPipeline | None]:
-    """(the run's batch transform, its landmark pipeline or None): the one place that
-    builds the training input pipeline outside the datamodule's data loading.
-
-    The transform is the datamodule's own, from a datamodule built without a dataset (it
-    reads no data); the pipeline is the landmarks group's extractor, with the face
-    cropper when the run's images were photos (``landmarks.precropped`` false).
-    """
-    from fer_lightning.train import build_datamodule
-
-    without_data = OmegaConf.create(OmegaConf.to_container(cfg))
-    with open_dict(without_data):
-        without_data.data.source = None
-    transform = build_datamodule(without_data).batch_transform
-    landmarks = OmegaConf.to_container(cfg.landmarks, resolve=True)
-    pipeline = landmark_cache.build_pipeline(landmarks) if landmarks.get("extractor") else None
-    return transform, pipeline
+def input_pipelines(cfg: DictConfig) -> tuple[nn.Module, LandmarkPipeline | None]:
+    """(the run's batch transform, its landmark pipeline or None), built from the stored
+    config the way the datamodule and the landmark cache build them: the transform
+    renders the net's landmark encoding and normalises; the pipeline is the landmarks
+    group's extractor with its quality filter and, when the run's images were photos, the
+    face cropper that framed them."""
+    landmarks = LandmarksConfig.from_mapping(cfg.landmarks)
+    encoding = getattr(net_class(cfg), "landmark_encoding", None)
+    transform = BatchTransform(encoding if landmarks.enabled else None, landmarks,
+                               mean=cfg.data.get("mean", 0.5), std=cfg.data.get("std", 0.5))
+    if not landmarks.extracts:
+        return transform, None
+    precropped = landmarks.resolve_precropped(cfg.data.get("precropped"))
+    return transform, build_pipeline(landmarks, precropped)
 
 
 def landmarks_config(cfg: DictConfig, backend: str | None = None) -> DictConfig:
@@ -67,16 +66,17 @@ def landmarks_config(cfg: DictConfig, backend: str | None = None) -> DictConfig:
     if backend is None and (landmarks.get("extractor") or not landmarks.get("enabled")):
         return landmarks
     backend = backend or GROUNDTRUTH_STANDIN
-    group = compose_group("landmarks", backend).landmarks
-    with open_dict(landmarks):
-        landmarks.name = backend
-        landmarks.extractor = OmegaConf.to_container(group.extractor, resolve=True) \
-            if group.get("extractor") else None
-        if "precropped" not in landmarks:
-            landmarks.precropped = bool(cfg.data.get("precropped", True))
-    if landmarks.extractor is None:
+    group = compose_group("landmarks", backend)
+    if not group.landmarks.get("extractor"):
         raise ConfigError(f"landmarks={backend} has no extractor; use dlib, mediapipe or "
                           f"mtcnn for photos")
+    with open_dict(landmarks):
+        landmarks.name = backend
+        for key in ("extractor", "cache_dir", "quality", "task_model_path"):
+            if key in group.landmarks:
+                landmarks[key] = OmegaConf.to_container(group, resolve=True)["landmarks"][key]
+        if landmarks.get("precropped") is None:
+            landmarks.precropped = bool(cfg.data.get("precropped", True))
     return landmarks
 
 
@@ -180,6 +180,9 @@ class TrainedModel:
         self.extractor: Extractor | None = pipeline.extractor \
             if pipeline is not None and self.uses_landmarks else None
         self.photo_cropper = pipeline.cropper if pipeline is not None else None
+        #: The run's pipeline on a face image (no cropper): pre-cropped runs' landmarks.
+        self.face_pipeline = LandmarkPipeline(pipeline.extractor, None, pipeline.quality) \
+            if self.extractor is not None else None
         self.landmarks_backend = run.landmarks.get("name") if self.uses_landmarks else None
 
     @classmethod
@@ -214,8 +217,13 @@ class TrainedModel:
 
     def landmarks(self, crops: list[np.ndarray], face_boxes: list[np.ndarray | None]
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(points (N, P, 2) in [0, 1] of each crop, found (N,)) from the extractor;
-        a face whose landmarks are not found (or a model left without an extractor) gets
+        """(points (N, P, 2) in [0, 1] of each crop, found (N,)).
+
+        A face without a box (runs trained on pre-cropped faces) goes through the run's
+        landmark pipeline on the face image, quality filter included, as in training; a
+        face with the detector's box in its crop (runs trained on photos they cropped)
+        goes to the extractor with that box, as the pipeline does after its cropper. A
+        face whose landmarks are not found (or a model left without an extractor) gets
         zeros and found=False, which every encoding treats as "no landmarks", as
         training treats a miss."""
         num_points = self.extractor.num_points if self.extractor is not None else 68
@@ -224,7 +232,11 @@ class TrainedModel:
         for index, (crop, box) in enumerate(zip(crops, face_boxes, strict=True)):
             if self.extractor is None:
                 break
-            extracted, _ = self.extractor.extract(crop, face_box=box)
+            if box is None:
+                record = self.face_pipeline(crop)
+                extracted = record["points"] if bool(record["valid"]) else None
+            else:
+                extracted, _ = self.extractor.extract(crop, face_box=box)
             if extracted is not None:
                 points[index], found[index] = extracted, True
         return torch.from_numpy(points), torch.from_numpy(found)
