@@ -36,7 +36,7 @@ from torch import nn
 
 from fer_lightning import checkpoint as ckpt
 from fer_lightning.config import ConfigError, build_net, check_config, compose_config
-from fer_lightning.data.sources.base import SplitUnavailableError
+from fer_lightning.data.sources.base import DatasetError, SplitUnavailableError
 from fer_lightning.train import (
     build_callbacks,
     build_datamodule_or_hint,
@@ -69,15 +69,14 @@ SPLITS = ("val", "test")
 def checkpoint_overrides(checkpoint: Mapping[str, Any], user_overrides: Sequence[str]
                          ) -> list[str]:
     """``group=option`` of the checkpoint's run for each group of CHECKPOINT_GROUPS the
-    user does not set (plus its experiment), so user key overrides meet those groups."""
+    user does not set, so user key overrides meet those groups. The run's experiment is
+    not composed: the stored config already holds what it set, and its keys (task name,
+    sizes of the synthetic splits) would leak into a dataset the user switches to."""
     set_by_user = {override.key_or_group.lstrip("+~")
                    for override in OverridesParser.create().parse_overrides(list(user_overrides))}
     choices = checkpoint[ckpt.METADATA_KEY].get("choices") or {}
-    inserted = [f"{group}={choices[group]}" for group in CHECKPOINT_GROUPS
-                if group in choices and group not in set_by_user]
-    if choices.get("experiment") and "experiment" not in set_by_user:
-        inserted.append(f"+experiment={choices['experiment']}")
-    return inserted
+    return [f"{group}={choices[group]}" for group in CHECKPOINT_GROUPS
+            if group in choices and group not in set_by_user]
 
 
 def ckpt_path_argument(arguments: Sequence[str]) -> str | None:
@@ -265,8 +264,9 @@ def trained_module(run: DictConfig, checkpoint: Mapping[str, Any], class_names: 
 def _hydra_main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
-    except ConfigError as error:
-        raise SystemExit(f"Config error: {error}") from None
+    except (ConfigError, DatasetError) as error:
+        kind = "Config" if isinstance(error, ConfigError) else "Dataset"
+        raise SystemExit(f"{kind} error: {error}") from None
 
 
 def with_checkpoint_choices(arguments: Sequence[str]) -> list[str]:

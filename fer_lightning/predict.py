@@ -44,6 +44,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from fer_lightning.checks import check_choice
 from fer_lightning.config import ConfigError
 from fer_lightning.data.dataset import image_to_tensor
+from fer_lightning.data.landmarks.base import MissingBackendError
 from fer_lightning.data.landmarks.face_crop import DETECTORS, Face, FaceCropper
 from fer_lightning.inference import TrainedModel
 from fer_lightning.tta import TestTimeAugmentation, average_views
@@ -529,6 +530,8 @@ def main(cfg: DictConfig) -> None:
         predict(cfg)
     except ConfigError as error:
         raise SystemExit(f"Config error: {error}") from None
+    except MissingBackendError as error:  # a face detector / landmark package not installed
+        raise SystemExit(f"Missing package: {error}") from None
 
 
 if __name__ == "__main__":
