@@ -5,8 +5,10 @@ accuracy drops without a word: the same input size, channels and normalisation, 
 landmark backend and encoding. :class:`TrainedModel` takes all of it from the run config
 stored in the checkpoint (``fer_lightning.checkpoint``) or in the ONNX file's metadata
 (``fer_lightning.export``) and reuses the training code for each step:
-``data.dataset.image_to_tensor`` (resize, channels), the datamodule's batch transform
-(landmark encoding, normalisation) and the landmarks group's extractor.
+``data.dataset.image_to_tensor`` (resize, channels), the ``BatchTransform`` the
+datamodule builds (landmark encoding, normalisation) and the ``LandmarkPipeline`` the
+landmark cache builds (extractor, quality filter, photo face cropper), both from the
+stored ``LandmarksConfig``.
 
 Landmarks at inference: a net that consumes them (``overlay``, ``heatmap`` or ``coords``
 encodings) gets them from the run's own backend. A run trained on ``groundtruth``
