@@ -18,12 +18,16 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from fer_lightning.report.labels import run_label
+
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
 
 # `${launch_dir:}` in configs: the directory the command was started from (runs never
 # chdir). Unlike `${hydra:runtime.cwd}` it also resolves while a multirun launcher computes
 # its sweep directory, before Hydra's per-job state exists.
 OmegaConf.register_new_resolver("launch_dir", os.getcwd, replace=True)
+# `${run_label:name|group|tags}`: W&B names, groups and tags from the run's ablation axes.
+OmegaConf.register_new_resolver("run_label", run_label, replace=True)
 
 
 def compose_config(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:

@@ -11,6 +11,7 @@ import json
 import logging
 import netrc
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from fer_lightning.config import ConfigError, build_net, check_config, net_class
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.metrics import SCALAR_METRICS
 from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
+from fer_lightning.provenance import run_record, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +169,7 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; returns the results also written to ``results.json``."""
+    started_at, start_time = utc_now(), time.perf_counter()
     check_config(cfg)
     ckpt_path = resolve_ckpt_path(cfg)
     L.seed_everything(cfg.seed, workers=True)
@@ -200,6 +203,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             results["test"] = model.results["test"]
         else:
             log.warning("No test metrics: %s", datamodule.unavailable_splits["test"])
+        results.update(run_record(cfg.seed, trainer, started_at, start_time))
         write_json(output_dir / "results.json", results)
         print_results(results)
     return results
