@@ -19,6 +19,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fer_lightning.report.labels import run_label
+from fer_lightning.slurm import slurm_gpus, slurm_tasks
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
 
@@ -28,6 +29,9 @@ PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
 OmegaConf.register_new_resolver("launch_dir", os.getcwd, replace=True)
 # `${run_label:name|group|tags}`: W&B names, groups and tags from the run's ablation axes.
 OmegaConf.register_new_resolver("run_label", run_label, replace=True)
+# `${slurm_tasks:...}`, `${slurm_gpus:...}`: hydra/launcher=slurm's request from trainer.*.
+OmegaConf.register_new_resolver("slurm_tasks", slurm_tasks, replace=True)
+OmegaConf.register_new_resolver("slurm_gpus", slurm_gpus, replace=True)
 
 
 def compose_config(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:

@@ -49,10 +49,10 @@ def verdict(axis: str, a: Any, b: Any, metric: str, effect: dict[str, Any],
     if effect["ci_low"] <= 0 <= effect["ci_high"]:
         text += ": no detectable difference"
     if effect.get("seeds_needed"):
-        text += (f"; {effect_points:g} point needs {effect['seeds_needed']} seeds "
+        text += (f"; detecting {effect_points:g} point needs {effect['seeds_needed']} seeds "
                  f"({effect['pairs_needed']} pairs) at this spread")
     elif effect.get("sd") is not None and effect.get("pairs_needed") is None:
-        text += f"; {effect_points:g} point is out of reach at this spread"
+        text += f"; detecting {effect_points:g} point is out of reach at this spread"
     return text
 
 
@@ -199,26 +199,25 @@ def _effects(axes: list[Axis], runs: list[Run], values: list[dict[str, Any]], sp
                 entry["verdict"] = verdict(axis.name, a, b, entry["metric"], effect,
                                            options.effect_points)
                 if name == options.metric:
-                    entry["per_class"] = _class_deltas(pairs, classes, difference)
-                    entry["by"] = _conditional(axis, pairs, axes, values, metrics, name,
-                                               difference)
+                    entry["per_class"] = _class_deltas(pairs, classes)
+                    entry["by"] = _conditional(axis, pairs, axes, values, metrics, name)
                 effects.append(entry)
     return effects
 
 
-def _class_deltas(pairs: list[tuple[int, int, str]], classes: list[dict[str, float]],
-                  difference: float) -> dict[str, dict[str, Any]]:
+def _class_deltas(pairs: list[tuple[int, int, str]], classes: list[dict[str, float]]
+                  ) -> dict[str, dict[str, Any]]:
     deltas = {}
     for name in classes[pairs[0][0]]:
         effect = paired_effect([classes[i][name] for i, _, _ in pairs],
-                               [classes[j][name] for _, j, _ in pairs], difference)
+                               [classes[j][name] for _, j, _ in pairs])
         deltas[name] = {key: effect[key] for key in ("diff_mean", "ci_low", "ci_high", "n_pairs")}
     return deltas
 
 
 def _conditional(axis: Axis, pairs: list[tuple[int, int, str]], axes: list[Axis],
-                 values: list[dict[str, Any]], metrics: list[dict[str, float]], name: str,
-                 difference: float) -> list[dict[str, Any]]:
+                 values: list[dict[str, Any]], metrics: list[dict[str, float]], name: str
+                 ) -> list[dict[str, Any]]:
     """The effect within each value of each other axis (interactions)."""
     conditional = []
     for other in axes:
@@ -230,7 +229,7 @@ def _conditional(axis: Axis, pairs: list[tuple[int, int, str]], axes: list[Axis]
             if not subset:
                 continue
             effect = paired_effect([metrics[i][name] for i, _ in subset],
-                                   [metrics[j][name] for _, j in subset], difference)
+                                   [metrics[j][name] for _, j in subset])
             conditional.append({"given": {other.name: value},
                                 **{key: effect[key] for key in
                                    ("n_pairs", "diff_mean", "ci_low", "ci_high")}})

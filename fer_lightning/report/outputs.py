@@ -246,19 +246,34 @@ def report_json(report: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------ terminal --
 
+def cell_table(block: dict[str, Any]) -> Table:
+    """The cells as a terminal table: the block's metric with its std and interval over
+    seeds, and the parameters (every metric is in report.md)."""
+    split, metric = block["metric"].split("/")
+    table = Table(title=f"cells: {split} {METRIC_LABELS[metric]} (points)")
+    for axis in block["axes"]:
+        widest = max(len(fmt_value(cell["axes"][axis])) for cell in block["cells"])
+        table.add_column(axis, min_width=min(widest, 24), overflow="fold")
+    for name in ("n", "mean", "std", "95 % CI", "params"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for cell in block["cells"]:
+        summary = cell["metrics"][block["metric"]]
+        interval = DASH if summary["ci_low"] is None else \
+            f"[{points(summary['ci_low']):.1f}, {points(summary['ci_high']):.1f}]"
+        table.add_row(*(fmt_value(cell["axes"][axis]) for axis in block["axes"]),
+                      str(cell["n"]), f"{points(summary['mean']):.1f}",
+                      DASH if summary["std"] is None else f"{points(summary['std']):.1f}",
+                      interval, fmt_count(cell["num_parameters"]))
+    return table
+
+
 def print_report(report: dict[str, Any], console: Console, out_dir: Path | None) -> None:
     """Rich tables: per block the verdicts, cells and effects; then the runs left out."""
     for index, block in enumerate(report["blocks"], 1):
         console.rule(block_title(index, block))
         for effect in _primary_effects(block):
             console.print(f"  {effect['verdict']}", highlight=False)
-        header, rows = cell_rows(block)
-        table = Table(title="cells (points: mean ± std [95 % CI])")
-        for name in header:
-            table.add_column(name, justify="left" if name in block["axes"] else "right")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+        console.print(cell_table(block))
         for note in block["notes"]:
             console.print(f"  note: {note}", highlight=False)
     if report["incomplete"]:

@@ -57,20 +57,26 @@ def plot_effects(block: dict[str, Any], path: Path) -> Path | None:
 
 
 def plot_cells(block: dict[str, Any], path: Path) -> Path:
-    """Each cell's mean (bar) with every seed as a dot."""
+    """Each cell's mean (bar) and 95 % interval (whiskers) with every seed as a dot."""
     cells = block["cells"]
     metric = block["metric"].split("/")[1]
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(cells) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(cells) + 2), 4.8))
     for column, cell in enumerate(cells):
+        summary = cell["metrics"][block["metric"]]
+        mean = points(summary["mean"])
+        ax.hlines(mean, column - 0.3, column + 0.3, color="tab:blue", linewidth=2)
+        if summary["ci_low"] is not None:
+            ax.vlines(column, points(summary["ci_low"]), points(summary["ci_high"]),
+                      color="tab:blue", linewidth=1)
         seeds = [points(run["metrics"][metric]) for run in block["runs"]
                  if run["path"] in cell["runs"]]
-        ax.bar(column, points(cell["metrics"][block["metric"]]["mean"]), color="tab:blue",
-               alpha=0.35)
-        ax.plot([column] * len(seeds), seeds, "o", color="tab:blue", markersize=4)
+        ax.plot([column] * len(seeds), seeds, "o", color="black", markersize=3.5, alpha=0.7)
     ax.set_xticks(range(len(cells)), [_cell_name(c).replace(", ", "\n") for c in cells],
-                  fontsize=7)
+                  fontsize=7, rotation=30, ha="right")
+    ax.set_xlim(-0.6, len(cells) - 0.4)
     ax.set_ylabel(f"{_label(block)} (%)")
-    ax.set_title("cell mean (bar) and seeds (dots)")
+    ax.set_title("cell mean (bar), 95 % CI (line) and seeds (dots)")
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -114,7 +120,8 @@ def plot_per_class(block: dict[str, Any], path: Path) -> Path | None:
     image = ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
     for r, row in enumerate(grid):
         for c, value in enumerate(row):
-            ax.text(c, r, f"{value:+.1f}", ha="center", va="center", fontsize=8)
+            ax.text(c, r, f"{value:+.1f}", ha="center", va="center", fontsize=8,
+                    color="white" if abs(value) > 0.6 * limit else "black")
     ax.set_xticks(range(len(effects)),
                   [f"{e['axis']}=\n{fmt_value(e['b'])} vs {fmt_value(e['a'])}" for e in effects],
                   fontsize=8)

@@ -103,11 +103,12 @@ def _wilcoxon_p(diffs: np.ndarray) -> float | None:
 
 
 def paired_effect(a: Sequence[float], b: Sequence[float],
-                  difference: float) -> dict[str, Any]:
+                  difference: float | None = None) -> dict[str, Any]:
     """Paired difference b - a: ``n_pairs``, ``diff_mean``, ``sd``, t interval
     ``ci_low`` / ``ci_high`` (None for one pair), ``bootstrap_ci`` (from 10 pairs),
     ``p_ttest``, ``p_wilcoxon``, ``wins`` / ``ties`` (pairs where b is above / equal to a)
-    and ``pairs_needed`` to detect ``difference`` at this spread."""
+    and ``pairs_needed`` to detect ``difference`` at this spread. Without ``difference``
+    only the mean and the t interval are computed (per-class and conditional effects)."""
     a_values, b_values = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diffs = b_values - a_values
     n = len(diffs)
@@ -121,12 +122,15 @@ def paired_effect(a: Sequence[float], b: Sequence[float],
         return effect
     sd = float(diffs.std(ddof=1))
     effect["sd"] = sd
-    effect["pairs_needed"] = pairs_needed(sd, difference)
     if sd == 0:
         effect["ci_low"] = effect["ci_high"] = mean
+    else:
+        test = stats.ttest_rel(b_values, a_values)
+        low, high = test.confidence_interval(CONFIDENCE)
+        effect.update(ci_low=float(low), ci_high=float(high), p_ttest=_float(test.pvalue))
+    if difference is None:
         return effect
-    test = stats.ttest_rel(b_values, a_values)
-    low, high = test.confidence_interval(CONFIDENCE)
-    effect.update(ci_low=float(low), ci_high=float(high), p_ttest=_float(test.pvalue),
-                  p_wilcoxon=_wilcoxon_p(diffs), bootstrap_ci=_bootstrap_interval(diffs))
+    effect["pairs_needed"] = pairs_needed(sd, difference)
+    if sd > 0:
+        effect.update(p_wilcoxon=_wilcoxon_p(diffs), bootstrap_ci=_bootstrap_interval(diffs))
     return effect
