@@ -296,3 +296,21 @@ def test_validation_curves_leave_out_the_best_checkpoint_validation(grid_report)
     curve = block["cells"][0]["curve"]
     assert curve["epochs"] == [0, 1] and curve["mean"] == pytest.approx([0.3, 0.5])
     assert curve["n"] == [3, 3]
+
+
+def test_ablation_benchmark_writes_the_readme_section(grid, tmp_path, monkeypatch):
+    from benchmarks import ablation
+
+    monkeypatch.setattr(ablation, "OUT", tmp_path)
+    assert main([str(grid), "--out", str(tmp_path / "mba"), "--no-plots"]) == 0
+    section = ablation.grid_markdown("mba", grid, 754.0, "benchmarks/ablation")
+    assert "12 runs in 12 min 34 s" in section
+    assert "- landmarks=groundtruth vs none: +3.1 points acc [" in section
+    assert "python -m fer_lightning -m hydra.sweep.dir=logs/ablation/mba" in section
+    assert "![mba effects](benchmarks/ablation/mba/block1-effects.png)" in section
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{ablation.BEGIN} placeholder -->\nold\n{ablation.END}\nrest\n")
+    ablation.fill_readme(readme, section)
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- ablation-report:begin (filled by") and "old" not in text
+    assert text.endswith(f"{ablation.END}\nrest\n") and section in text

@@ -79,7 +79,7 @@ def _effect_label(effect: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------- report.md --
 
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
               for row in rows]
@@ -172,20 +172,20 @@ def report_markdown(report: dict[str, Any], plots: dict[int, dict[str, str]]) ->
             lines += [f"### Verdicts ({block['metric']})", ""]
             lines += [f"- {text}" for text in verdicts] + [""]
         lines += [f"### Cells (mean ± std [95 % CI] over seeds, {block['split']} split)", ""]
-        lines += _md_table(*cell_rows(block))
+        lines += md_table(*cell_rows(block))
         if block["effects"]:
             lines += ["### Effects (paired: same other axes, same seed)", ""]
-            lines += _md_table(*effect_rows(block))
+            lines += md_table(*effect_rows(block))
         interactions = _interaction_rows(block)
         if interactions:
             lines += [f"### Effect within each value of the other axes ({block['metric']})", ""]
-            lines += _md_table(["effect", "given", "pairs", "b − a (points)", "95 % CI"],
+            lines += md_table(["effect", "given", "pairs", "b − a (points)", "95 % CI"],
                                interactions)
         header, rows = _class_rows(block)
         if len(header) > 1 and rows:
             lines += [f"### Per-class accuracy deltas (points, {block['split']}; * 95 % CI "
                       f"excludes 0)", ""]
-            lines += _md_table(header, rows)
+            lines += md_table(header, rows)
         for title, name in (("Effects", "effects"), ("Cells and seeds", "cells"),
                             ("Validation curves", "curves"), ("Per-class deltas", "per_class")):
             if name in plots.get(index, {}):
@@ -196,7 +196,7 @@ def report_markdown(report: dict[str, Any], plots: dict[int, dict[str, str]]) ->
         lines += ["No complete runs to compare.", ""]
     if incomplete:
         lines += ["## Left out", ""]
-        lines += _md_table(["run", "why"], [[item["path"], item["why"]] for item in incomplete])
+        lines += md_table(["run", "why"], [[item["path"], item["why"]] for item in incomplete])
     return "\n".join(lines)
 
 
