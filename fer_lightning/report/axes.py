@@ -91,11 +91,14 @@ SHOWN_IDENTITY = ("data", "model", "package_version", "git_commit")
 
 def split_blocks(runs: list[Run]) -> list[tuple[dict[str, Any], list[Run]]]:
     """Group complete runs into blocks; each with the identity keys that name it (always
-    data, model and code version, plus any other identity key that differs between blocks)."""
+    data, model and code version, plus any other identity key that differs between
+    blocks). The ``data`` / ``model`` labels only name a block: runs with and without
+    Hydra's record of the options fall in one block when their settings are equal."""
     groups: dict[str, tuple[dict[str, Any], list[Run]]] = {}
     for run in runs:
         identity = block_identity(run)
-        groups.setdefault(canonical(identity), (identity, []))[1].append(run)
+        key = canonical({k: v for k, v in identity.items() if k not in ("data", "model")})
+        groups.setdefault(key, (identity, []))[1].append(run)
     identities = [identity for identity, _ in groups.values()]
     differing = {key for key in identities[0] for other in identities[1:]
                  if canonical(other.get(key)) != canonical(identities[0].get(key))} \

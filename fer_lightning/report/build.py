@@ -106,7 +106,7 @@ def _cells(axes: list[Axis], runs: list[Run], values: list[dict[str, Any]], spli
     cells = []
     for indices in order:
         cell_axes = {axis.name: values[indices[0]][axis.name] for axis in axes}
-        cell_runs = sorted((runs[i] for i in indices), key=lambda run: str(run.seed))
+        cell_runs = sorted((runs[i] for i in indices), key=lambda run: seed_order(run.seed))
         metrics = [_run_metrics(run, split) for run in cell_runs]
         classes = [_per_class(run, split) for run in cell_runs]
         cells.append({
@@ -124,6 +124,12 @@ def _cells(axes: list[Axis], runs: list[Run], values: list[dict[str, Any]], spli
             "curve": _curve(cell_runs, f"val/{metric}"),
         })
     return cells
+
+
+def seed_order(seed: Any) -> tuple:
+    """Seeds in numeric order (1, 2, 10), other values after them as text."""
+    is_number = isinstance(seed, int | float) and not isinstance(seed, bool)
+    return (0, seed, "") if is_number else (1, 0, str(seed))
 
 
 def _common(values: list[Any]) -> Any:
@@ -181,12 +187,12 @@ def _effects(axes: list[Axis], runs: list[Run], values: list[dict[str, Any]], sp
     classes = [_per_class(run, split) for run in runs]
     effects = []
     for axis in axes:
+        unpaired = []
         for b in axis.values[1:]:
             a = axis.baseline
             pairs = _pairs(axis, a, b, axes, runs, values)
             if not pairs:
-                notes.append(f"{axis.name}={b} vs {a}: no runs that differ only in "
-                             f"{axis.name} (same other axes and seed): no paired effect")
+                unpaired.append(b)
                 continue
             strata = len({stratum for _, _, stratum in pairs})
             for name in METRICS:
@@ -202,6 +208,11 @@ def _effects(axes: list[Axis], runs: list[Run], values: list[dict[str, Any]], sp
                     entry["per_class"] = _class_deltas(pairs, classes)
                     entry["by"] = _conditional(axis, pairs, axes, values, metrics, name)
                 effects.append(entry)
+        if unpaired:
+            shown = ", ".join(str(value) for value in unpaired[:5]) + \
+                (f" and {len(unpaired) - 5} more" if len(unpaired) > 5 else "")
+            notes.append(f"{axis.name}={shown} vs {axis.baseline}: no runs that differ only "
+                         f"in {axis.name} (same other axes and seed), so no paired effect")
     return effects
 
 

@@ -197,7 +197,22 @@ def report_markdown(report: dict[str, Any], plots: dict[int, dict[str, str]]) ->
     if incomplete:
         lines += ["## Left out", ""]
         lines += md_table(["run", "why"], [[item["path"], item["why"]] for item in incomplete])
+    if blocks:
+        lines += ["## Method", "", METHOD.format(points=report["options"]["effect_points"]), ""]
     return "\n".join(lines)
+
+
+#: The methods paragraph of report.md (details: docs/reporting.md).
+METHOD = (
+    "Cells: mean ± sample standard deviation over seeds with a Student-t 95 % interval of "
+    "the mean. Effects: each run is paired with the run that differs only in the axis "
+    "(same other axes, same seed); the effect is the mean paired difference b − a with a "
+    "paired-t 95 % interval (scipy.stats.ttest_rel), a BCa bootstrap interval beside it "
+    "from 10 pairs on, paired-t and Wilcoxon signed-rank p-values, no correction for "
+    "multiple comparisons. \"No detectable difference\": the interval covers 0. Seeds "
+    "needed: pairs for 80 % power of a two-sided paired t-test at alpha 0.05 to detect "
+    "{points:g} point at the observed standard deviation of the differences (noncentral "
+    "t), divided by the number of other-axis combinations.")
 
 
 # ----------------------------------------------------------------------- runs.csv --
