@@ -1,6 +1,6 @@
 """The README's ablation answer: multi-seed grids on the synthetic faces, then the report.
 
-    python -m benchmarks.ablation                      # both grids, ~25 min on 2 quiet cores
+    python -m benchmarks.ablation                      # both grids, ~20 min on 2 quiet cores
     python -m benchmarks.ablation --grids mba          # one of them
     python -m benchmarks.ablation --dry-run            # print the commands only
     python -m benchmarks.ablation --readme README.md   # also fill README's ablation block
@@ -32,10 +32,12 @@ from .run import RESULTS, machine
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "ablation"
 
-#: One budget for every run: 2,500 training faces x 5 epochs, val on 500 faces per epoch,
-#: test on 1,000 (one face = 0.1 point). About 40 s per mini_xception run with head=gap
-#: and 70 s with head=fc on 2 cores (benchmarks/RESULTS.md throughput), 30 s for mba.
-BUDGET = ["trainer=cpu", "data.source.train_size=2500", "data.source.val_size=500",
+#: One budget for every run: 3,000 training faces x 5 epochs, val on 500 faces per epoch,
+#: test on 1,000 (one face = 0.1 point). Estimated from the throughput in
+#: benchmarks/RESULTS.md (train steps, rendering, evaluation, ~4 s per run of set-up):
+#: about 30 s per mini_xception run with head=gap, 45 s with head=fc, 25-35 s for mba on
+#: 2 quiet cores, i.e. ~16 + ~3 minutes for the two grids.
+BUDGET = ["trainer=cpu", "data.source.train_size=3000", "data.source.val_size=500",
           "data.source.test_size=1000", "trainer.max_epochs=5",
           "callbacks.progress_bar=null", "callbacks.model_summary=null"]
 
