@@ -111,7 +111,7 @@ def test_sweep_files_only_name_options_that_exist(make_cfg):
                 check_config(make_cfg(*fixed, f"{key}={value}"))
 
 
-def test_seed001_experiment_reaches_all_four_table1_variants(make_cfg):
+def test_key_point_experiment_reaches_all_four_table1_variants(make_cfg):
     for head, params in (("gap", 201_079), ("fc", 8_064_631)):
         for landmarks in ("dlib", "none"):
             cfg = make_cfg("+experiment=mini_xception_ferplus", f"head={head}",
@@ -124,7 +124,7 @@ def test_seed001_experiment_reaches_all_four_table1_variants(make_cfg):
             assert sum(p.numel() for p in net.parameters()) == params
 
 
-def test_seed001_experiment_trains_on_synthetic_faces(make_cfg):
+def test_key_point_experiment_trains_on_synthetic_faces(make_cfg):
     from fer_lightning.train import train
 
     results = train(make_cfg("+experiment=mini_xception_ferplus", "data=synthetic",

@@ -1,4 +1,4 @@
-"""Seed 000's MBA network: attention gates, stages, compound scaling, the experiment config."""
+"""MBA (Colaco & Han): attention gates, stages, compound scaling, the experiment config."""
 
 from importlib.resources import files
 
@@ -13,7 +13,7 @@ from fer_lightning.nets.mba import MBANet, round_filters, round_repeats
 from fer_lightning.train import train
 
 GAP = {"pool": "gap", "hidden": [], "dropout": 0.0, "conv_kernel": 3}
-PAPER_FC = {"pool": "flatten", "hidden": [], "dropout": 0.0}  # seed 000: one FC layer
+PAPER_FC = {"pool": "flatten", "hidden": [], "dropout": 0.0}  # MBA: one FC layer
 MLP_FC = {"pool": "flatten", "hidden": [64], "dropout": 0.5}
 FAST = ("trainer.fast_dev_run=true", "logger=none")
 
@@ -99,7 +99,7 @@ def test_every_stage_has_the_expected_shape():
 
 
 def test_paper_setting_parameter_count_is_pinned():
-    # Seed 000 reports no parameter count (only "lightweight"); these are our numbers for
+    # The MBA paper reports no parameter count (only "lightweight"); these are our numbers for
     # w = d = 0.5 at 48x48 with 7 classes, pinned so that changes are deliberate.
     assert n_params(MBANet(7, 1, 48, PAPER_FC, use_landmarks=True)) == 128_598
     assert n_params(MBANet(7, 1, 48, PAPER_FC, use_landmarks=False)) == 53_955

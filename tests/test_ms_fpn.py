@@ -1,4 +1,4 @@
-"""MS-FPN (seed 003): shapes at every stage, anchors, detection targets, losses, runs."""
+"""MS-FPN (Zhang et al.): shapes at every stage, anchors, detection targets, losses, runs."""
 
 from __future__ import annotations
 

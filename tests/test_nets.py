@@ -1,4 +1,5 @@
-"""mini-Xception sizes against seed 001 and Arriaga et al., heads, shapes."""
+"""mini-Xception sizes against key-point mini-Xception (Selvam et al.) and Arriaga et al.,
+heads, shapes."""
 
 import pytest
 import torch
@@ -14,13 +15,13 @@ def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_gap_model_has_seed001_size():
-    # seed 001 Fig. 4a: "about 0.2 Million parameters"; 5 residual modules at 48x48.
+def test_gap_model_has_the_key_point_papers_size():
+    # Selvam et al. Fig. 4a: "about 0.2 Million parameters"; 5 residual modules at 48x48.
     assert n_params(MiniXception(7, 1, 48, GAP)) == 201_079
 
 
-def test_fc_model_has_seed001_size():
-    # seed 001 Fig. 4b: "about 8 Million Parameters".
+def test_fc_model_has_the_key_point_papers_size():
+    # Selvam et al. Fig. 4b: "about 8 Million Parameters".
     assert n_params(MiniXception(7, 1, 48, FC)) == 8_064_631
 
 
