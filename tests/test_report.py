@@ -237,6 +237,9 @@ def test_single_run_gives_n1_without_interval(tmp_path):
     assert cell["n"] == 1 and cell["axes"] == {}
     assert cell["metrics"]["test/acc"] == {"mean": 0.7, "std": None, "ci_low": None,
                                            "ci_high": None}
+    assert block["effects"] == [] and report["incomplete"] == []
+    assert main([str(run)]) == 0  # tables and plots of a single run
+    assert "| 1 | 70.0 | 69.5 | 69.0 |" in (run / "report" / "report.md").read_text()
 
 
 def test_empty_folder_is_a_clear_error(tmp_path, capsys):

@@ -219,7 +219,8 @@ def _effects(axes: list[Axis], runs: list[Run], values: list[dict[str, Any]], sp
 def _class_deltas(pairs: list[tuple[int, int, str]], classes: list[dict[str, float]]
                   ) -> dict[str, dict[str, Any]]:
     deltas = {}
-    for name in classes[pairs[0][0]]:
+    paired = [index for i, j, _ in pairs for index in (i, j)]
+    for name in [n for n in classes[pairs[0][0]] if all(n in classes[k] for k in paired)]:
         effect = paired_effect([classes[i][name] for i, _, _ in pairs],
                                [classes[j][name] for _, j, _ in pairs])
         deltas[name] = {key: effect[key] for key in ("diff_mean", "ci_low", "ci_high", "n_pairs")}
