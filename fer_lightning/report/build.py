@@ -18,6 +18,9 @@ from fer_lightning.report.stats import paired_effect, summarize
 METRICS = ("acc", "mean_class_acc", "macro_f1")
 METRIC_LABELS = {"acc": "acc", "mean_class_acc": "mean-class acc", "macro_f1": "macro-F1"}
 SPLITS = ("test", "val")
+#: results.json fields copied into each run's entry (and runs.csv row).
+RUN_FIELDS = ("num_parameters", "wall_time_s", "epochs", "global_step", "package_version",
+              "git_commit", "started_at", "finished_at")
 
 
 @dataclass
@@ -25,7 +28,7 @@ class Options:
     """What the report compares and how (the CLI's flags)."""
 
     metric: str = "acc"                  # the verdicts' and plots' metric
-    split: str | None = None             # None: test where every run has it, else val
+    split: str | None = None             # None: test when a run has it, else val
     effect_points: float = 1.0           # effect size of the power calculation, in points
     baselines: dict[str, str] = field(default_factory=dict)
     ignore: tuple[str, ...] = ()         # extra config keys that are never axes
@@ -48,11 +51,12 @@ def verdict(axis: str, a: Any, b: Any, metric: str, effect: dict[str, Any],
     text = f"{head} [{low:+.1f}, {high:+.1f}], {effect['n_pairs']} pairs"
     if effect["ci_low"] <= 0 <= effect["ci_high"]:
         text += ": no detectable difference"
+    size = f"{effect_points:g} point" + ("" if effect_points == 1 else "s")
     if effect.get("seeds_needed"):
-        text += (f"; detecting {effect_points:g} point needs {effect['seeds_needed']} seeds "
+        text += (f"; detecting {size} needs {effect['seeds_needed']} seeds "
                  f"({effect['pairs_needed']} pairs) at this spread")
     elif effect.get("sd") is not None and effect.get("pairs_needed") is None:
-        text += f"; detecting {effect_points:g} point is out of reach at this spread"
+        text += f"; detecting {size} is out of reach at this spread"
     return text
 
 
@@ -290,11 +294,6 @@ def build_block(identity: dict[str, Any], runs: list[Run], options: Options
                  for index, run in enumerate(runs)],
     }
     return block, left_out + duplicates
-
-
-#: results.json fields copied into each run's row.
-RUN_FIELDS = ("num_parameters", "wall_time_s", "epochs", "global_step", "package_version",
-              "git_commit", "started_at", "finished_at")
 
 
 def build_report(paths: list[str | Path], options: Options | None = None) -> dict[str, Any]:
