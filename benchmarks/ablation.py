@@ -37,9 +37,14 @@ OUT = HERE / "ablation"
 #: benchmarks/RESULTS.md (train steps, rendering, evaluation, ~4 s per run of set-up):
 #: about 30 s per mini_xception run with head=gap, 45 s with head=fc, 25-35 s for mba on
 #: 2 quiet cores, i.e. ~16 + ~3 minutes for the two grids.
-BUDGET = ["trainer=cpu", "data.source.train_size=3000", "data.source.val_size=500",
-          "data.source.test_size=1000", "trainer.max_epochs=5",
-          "callbacks.progress_bar=null", "callbacks.model_summary=null"]
+TRAIN_SIZE, EPOCHS = 3000, 5
+
+
+def budget(train_size: int = TRAIN_SIZE, epochs: int = EPOCHS) -> list[str]:
+    """The overrides every run of every grid gets."""
+    return ["trainer=cpu", f"data.source.train_size={train_size}", "data.source.val_size=500",
+            "data.source.test_size=1000", f"trainer.max_epochs={epochs}",
+            "callbacks.progress_bar=null", "callbacks.model_summary=null"]
 
 #: grid name -> (title, the grid's own overrides).
 GRIDS = {
@@ -54,10 +59,10 @@ BEGIN = "<!-- ablation-report:begin"
 END = "<!-- ablation-report:end -->"
 
 
-def grid_command(name: str, sweep_dir: Path) -> list[str]:
+def grid_command(name: str, sweep_dir: Path, overrides: list[str] | None = None) -> list[str]:
     """The multirun of grid ``name`` writing its runs to ``sweep_dir``."""
     return [sys.executable, "-m", "fer_lightning", "-m", f"hydra.sweep.dir={sweep_dir}",
-            f"task_name=ablation_{name}", *GRIDS[name][1], *BUDGET]
+            f"task_name=ablation_{name}", *GRIDS[name][1], *(overrides or budget())]
 
 
 def shown(command: list[str]) -> str:
@@ -65,10 +70,10 @@ def shown(command: list[str]) -> str:
     return shlex.join(["python", *command[1:]])
 
 
-def run_grid(name: str, sweep_dir: Path) -> float:
+def run_grid(name: str, sweep_dir: Path, overrides: list[str]) -> float:
     """Run the grid, then its report; the grid's wall time in seconds."""
     start = time.perf_counter()
-    subprocess.run(grid_command(name, sweep_dir), check=True)
+    subprocess.run(grid_command(name, sweep_dir, overrides), check=True)
     seconds = time.perf_counter() - start
     subprocess.run([sys.executable, "-m", "fer_lightning.report", str(sweep_dir),
                     "--out", str(OUT / name)], check=True)
@@ -79,7 +84,8 @@ def minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
 
 
-def grid_markdown(name: str, sweep_dir: Path, seconds: float, image_root: str) -> str:
+def grid_markdown(name: str, sweep_dir: Path, seconds: float, image_root: str,
+                  overrides: list[str] | None = None) -> str:
     """The README section of one grid: command, wall time, verdicts, cells, effect plot."""
     report = json.loads((OUT / name / "report.json").read_text())
     [block] = report["blocks"]
@@ -87,7 +93,8 @@ def grid_markdown(name: str, sweep_dir: Path, seconds: float, image_root: str) -
     lines = [f"#### {GRIDS[name][0]}", "",
              f"{runs} runs in {minutes(seconds)} on {machine()} "
              f"(`python -m benchmarks.ablation --grids {name}`):", "", "```bash",
-             shown(grid_command(name, sweep_dir)).replace(str(sweep_dir), "logs/ablation/" + name),
+             shown(grid_command(name, sweep_dir, overrides)).replace(str(sweep_dir),
+                                                                    "logs/ablation/" + name),
              f"python -m fer_lightning.report logs/ablation/{name}", "```", ""]
     lines += [f"- {effect['verdict']}" for effect in block["effects"]
               if effect["metric"] == block["metric"]]
@@ -119,18 +126,24 @@ def main() -> None:
                         help="where the run folders go (a new timestamped folder inside)")
     parser.add_argument("--readme", type=Path, default=None,
                         help="fill this file's ablation-report block with the results")
+    parser.add_argument("--train-size", type=int, default=TRAIN_SIZE,
+                        help="training faces per run (the README's budget: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=EPOCHS,
+                        help="epochs per run (the README's budget: %(default)s)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = parser.parse_args()
+    overrides = budget(args.train_size, args.epochs)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d_%H-%M-%S")
     sweep_dirs = {name: (args.logs / stamp / name).resolve() for name in args.grids}
     if args.dry_run:
         for name in args.grids:
-            print(shown(grid_command(name, sweep_dirs[name])))
+            print(shown(grid_command(name, sweep_dirs[name], overrides)))
         return
     sections = []
     for name in args.grids:
-        seconds = run_grid(name, sweep_dirs[name])
-        sections.append(grid_markdown(name, sweep_dirs[name], seconds, "benchmarks/ablation"))
+        seconds = run_grid(name, sweep_dirs[name], overrides)
+        sections.append(grid_markdown(name, sweep_dirs[name], seconds, "benchmarks/ablation",
+                                      overrides))
         print(f"{name}: {minutes(seconds)}", flush=True)
     body = "\n".join(sections)
     (OUT / "README.md").write_text(
