@@ -32,10 +32,10 @@ from collections.abc import Sequence
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from fer_lightning.config import compose_config
 from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.train import build_datamodule
 
 from .run import best_rate
@@ -115,11 +115,9 @@ def loader_datamodule(encoding: str, scratch: str) -> FERDataModule:
     cfg = compose_config([*_synthetic(LOADER_SIZE, LOADER_BATCH * LOADER_BATCHES),
                           f"landmarks={landmarks}", f"data.batch_size={LOADER_BATCH}"], scratch)
     on = encoding != "none"
-    return instantiate(cfg.data, use_landmarks=on, landmark_encoding=encoding if on else None,
-                       overlay_style=cfg.landmarks.get("overlay_style", "points"),
-                       heatmap_sigma=cfg.landmarks.get("heatmap_sigma", 1.0),
-                       heatmap_style=cfg.landmarks.get("heatmap_style", "gaussian"),
-                       landmarks=OmegaConf.to_container(cfg.landmarks, resolve=True))
+    make = instantiate(cfg.data, _partial_=True)
+    return make(landmarks=LandmarksConfig.from_mapping(cfg.landmarks),
+                landmark_encoding=encoding if on else None)
 
 
 def _clone(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

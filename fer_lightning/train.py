@@ -11,6 +11,8 @@ import json
 import logging
 import netrc
 import os
+import shutil
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -19,42 +21,50 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from fer_lightning.config import ConfigError, build_net, check_config, net_class, resolve_ckpt_path
+from fer_lightning.callbacks import LastCheckpoint
+from fer_lightning.config import ConfigError, build_net, check_config, check_hardware, net_class
 from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.sources.base import DatasetError
 from fer_lightning.metrics import SCALAR_METRICS
 from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
 from fer_lightning.provenance import run_record, utc_now
+from fer_lightning.resume import (
+    LAST_CHECKPOINT,
+    AtomicCheckpointIO,
+    adopt_best_checkpoints,
+    resolve_ckpt_path,
+    source_run,
+)
+from fer_lightning.runlog import configure_run_logging
 
 log = logging.getLogger(__name__)
 
 # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates, once per loop; the
 # warning is about Lightning's internals and says nothing about the run.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-
-
-#: Keys of the `landmarks` group that say how an encoding draws them (FERDataModule
-#: arguments; its signature holds their defaults).
-ENCODING_OPTIONS = ("overlay_style", "overlay_groups", "heatmap_sigma", "heatmap_style")
+# A resumed run writes into a checkpoint folder that already holds checkpoints, by design
+# (fer_lightning.resume refuses to start from scratch in such a folder).
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def build_datamodule(cfg: DictConfig) -> FERDataModule:
-    """The DataModule of ``cfg.data``, told which landmark encoding the net consumes."""
-    landmarks = OmegaConf.to_container(cfg.landmarks, resolve=True)
-    encoding_options = {key: landmarks[key] for key in ENCODING_OPTIONS if key in landmarks}
-    return instantiate(
-        cfg.data,
-        use_landmarks=bool(landmarks["enabled"]),
-        landmark_encoding=getattr(net_class(cfg), "landmark_encoding", None),
-        landmarks=landmarks,
-        **encoding_options,
-    )
+    """The DataModule of ``cfg.data``, given the validated landmark settings of
+    ``cfg.landmarks`` and told which landmark encoding the net consumes."""
+    landmarks = LandmarksConfig.from_mapping(cfg.landmarks)  # fails before data is read
+    make = instantiate(cfg.data, _partial_=True)  # objects are passed as they are
+    return make(landmarks=landmarks,
+                landmark_encoding=getattr(net_class(cfg), "landmark_encoding", None))
 
 
 def build_datamodule_or_hint(cfg: DictConfig) -> FERDataModule:
@@ -130,8 +140,23 @@ def build_loggers(logger_cfg: DictConfig | None) -> list[Any]:
 
 
 def build_callbacks(callbacks_cfg: DictConfig | None) -> list[L.Callback]:
-    """Instantiate every callback of ``cfg.callbacks``."""
-    return [instantiate(conf) for conf in instantiable_nodes(callbacks_cfg)]
+    """Instantiate every callback of ``cfg.callbacks``; ``last.ckpt`` writers go last, so
+    the state they save includes this epoch's update of the best-checkpoint record."""
+    callbacks = [instantiate(conf) for conf in instantiable_nodes(callbacks_cfg)]
+    return sorted(callbacks, key=lambda callback: isinstance(callback, LastCheckpoint))
+
+
+def build_plugins(trainer_cfg: DictConfig) -> list[Any]:
+    """``trainer.plugins`` plus atomic checkpoint writes and, under SLURM, Lightning's SLURM
+    environment with its own auto-requeue off: the job's launcher (submitit) requeues, and
+    the requeued job resumes from its run folder's last.ckpt (``ckpt_path=auto``)."""
+    plugins = list(instantiate(trainer_cfg.get("plugins")) or [])
+    strategy = str(trainer_cfg.get("strategy", "auto"))
+    if not any(word in strategy for word in ("fsdp", "deepspeed")):  # they write their own
+        plugins.append(AtomicCheckpointIO())
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
 
 
 @rank_zero_only
@@ -163,15 +188,40 @@ def print_results(results: dict[str, Any]) -> None:
 
 
 def best_checkpoint(trainer: L.Trainer) -> str | None:
-    """Path of the best checkpoint so far, or None (fast_dev_run, no checkpoint callback)."""
-    callback = trainer.checkpoint_callback
-    return getattr(callback, "best_model_path", None) or None
+    """Path of the best checkpoint so far, or None (fast_dev_run, no best-k callback)."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and not isinstance(callback, LastCheckpoint):
+            return callback.best_model_path or None
+    return None
+
+
+def prepare_resume(ckpt_path: str | None, output_dir: Path) -> None:
+    """When training continues another run's checkpoint, bring that run's best checkpoints
+    into this run folder, so the best epoch found before the resume still counts."""
+    source = source_run(ckpt_path)
+    if source is None or source.resolve() == output_dir.resolve():
+        return
+    adopted = adopt_best_checkpoints(source, output_dir / LAST_CHECKPOINT.parent)
+    if adopted:
+        log.info("Continuing %s: its best checkpoints %s are linked into this run", source,
+                 [path.name for path in adopted])
+
+
+@rank_zero_only
+def report_stop(trainer: L.Trainer, output_dir: Path) -> None:
+    """Say where a run stopped by SIGTERM can be resumed from."""
+    log.warning("Stopped by SIGTERM in epoch %d at step %d; %s holds that step. Resume with: "
+                "python -m fer_lightning <same overrides> ckpt_path=%s",
+                trainer.current_epoch, trainer.global_step, output_dir / LAST_CHECKPOINT,
+                output_dir)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; returns the results also written to ``results.json``."""
     started_at, start_time = utc_now(), time.perf_counter()
     check_config(cfg)
+    for warning in check_hardware(cfg):
+        log.warning(warning)
     ckpt_path = resolve_ckpt_path(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -183,13 +233,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = build_module(cfg, net, loss, class_names)
     loggers = build_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg.get("callbacks")),
-                                     logger=loggers or False)
+                                     logger=loggers or False, plugins=build_plugins(cfg.trainer))
     save_resolved_config(cfg, output_dir)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     if cfg.train:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        prepare_resume(ckpt_path, output_dir)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        except SIGTERMException:
+            report_stop(trainer, output_dir)
+            raise
         ckpt_path = best_checkpoint(trainer)
     results: dict[str, Any] = {
         "task_name": cfg.task_name, "output_dir": str(output_dir), "checkpoint": ckpt_path,
@@ -216,13 +271,32 @@ def optimized_value(cfg: DictConfig, results: dict[str, Any]) -> float | None:
     return results.get(stage, {}).get("metrics", {}).get(name)
 
 
+def remove_unused_run_dir(output_dir: Path, log_dir: Path) -> None:
+    """Delete a run folder that holds only Hydra's bookkeeping and the log (a run that
+    failed its config checks), and the folders above it up to ``log_dir`` left empty, so
+    ``logs/`` lists only runs that ran."""
+    bookkeeping = {".hydra", *(f"{name}.log" for name in ("train", HydraConfig.get().job.name))}
+    if not output_dir.is_dir() or {path.name for path in output_dir.iterdir()} - bookkeeping:
+        return
+    shutil.rmtree(output_dir, ignore_errors=True)
+    for parent in output_dir.parents:
+        if parent == log_dir or log_dir not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point of ``python -m fer_lightning``; a config or dataset error ends the
-    run with its message alone (no traceback) and exit status 1."""
+    run with its message alone (no traceback) and exit status 1, SIGTERM with status 143
+    after writing last.ckpt."""
+    configure_run_logging()
     try:
         return optimized_value(cfg, train(cfg))
-    except ConfigError as error:
-        raise SystemExit(f"Config error: {error}") from None
-    except DatasetError as error:
-        raise SystemExit(f"Dataset error: {error}") from None
+    except (ConfigError, DatasetError) as error:
+        remove_unused_run_dir(Path(HydraConfig.get().runtime.output_dir).resolve(),
+                              Path(cfg.paths.log_dir).resolve())
+        kind = "Config" if isinstance(error, ConfigError) else "Dataset"
+        raise SystemExit(f"{kind} error: {error}") from None
+    except SIGTERMException:
+        raise SystemExit(128 + signal.SIGTERM) from None

@@ -34,6 +34,13 @@ def test_experiment_runs_from_any_working_directory(tmp_path):
     assert 0.0 <= content["test"]["metrics"]["acc"] <= 1.0
     assert "mean_class_acc" in done.stdout, "the run must end by printing the metrics table"
     assert (results.parent / ".hydra/overrides.yaml").is_file()
+    # train.log holds what the console shows, the per-epoch line included; with no
+    # terminal (a cluster job's output file) that line is printed too
+    log = (results.parent / "train.log").read_text()
+    assert "Seed set to 42" in log and "epoch 0 (1/1), step 3: train/loss " in log
+    assert "epoch 0 (1/1), step 3: train/loss " in done.stdout
+    for noise in ("Tip:", "litlogger", "FLOPs"):
+        assert noise not in done.stdout + done.stderr
 
 
 def test_bad_override_fails_before_training_with_key_and_values(tmp_path):
@@ -41,6 +48,14 @@ def test_bad_override_fails_before_training_with_key_and_values(tmp_path):
     assert done.returncode != 0
     assert "data.batch_size must be a positive integer, got -1" in done.stderr
     assert "Epoch" not in done.stdout + done.stderr
+    assert list(tmp_path.rglob("*")) == [tmp_path / "logs"], "a run that never ran left a folder"
+    # from <tmp>/logs, logs/../../escaped would be <tmp>/escaped
+    done = run_cli(["task_name=../../escaped"], cwd=tmp_path / "logs")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == ("Config error: task_name must be a plain folder name "
+                                   "(letters, digits, '_', '.', '-'; no '/' or '..'), got "
+                                   "'../../escaped'")
+    assert sorted(tmp_path.rglob("*")) == [tmp_path / "logs", tmp_path / "logs/logs"]
     done = run_cli(["model=resnet9000"], cwd=tmp_path)
     assert done.returncode != 0 and "mini_xception" in done.stderr
 

@@ -1,5 +1,6 @@
 """Every config composes; wrong overrides fail before training, naming key and allowed values."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ import yaml
 from hydra.errors import ConfigCompositionException
 
 import fer_lightning
-from fer_lightning.config import ConfigError, build_net, check_config, find_last_checkpoint
+from fer_lightning.config import ConfigError, build_net, check_config, check_hardware
 from fer_lightning.train import build_datamodule, build_loss
 
 CONF = Path(fer_lightning.__file__).parent / "conf"
@@ -44,7 +45,7 @@ def test_ablation_axes_reach_the_objects_they_configure(make_cfg):
     cfg = make_cfg("head=fc", "loss=weighted_ce", "landmarks=groundtruth")
     datamodule = build_datamodule(cfg)
     assert datamodule.use_landmarks
-    assert datamodule.batch_transform.config.landmark_encoding == "overlay"
+    assert datamodule.batch_transform.encoding == "overlay"
     net = build_net(cfg, num_classes=7)
     assert sum(p.numel() for p in net.parameters()) == 8_064_631
     loss = build_loss(cfg.loss, datamodule.class_counts("train"))
@@ -60,13 +61,100 @@ def test_unknown_group_option_lists_the_available_ones(make_cfg):
 @pytest.mark.parametrize("override, message", [
     ("data.batch_size=-4", r"data.batch_size must be a positive integer, got -4"),
     ("data.image_size=0", r"data.image_size must be a positive integer"),
-    ("data.num_workers=-1", r"data.num_workers must be >= 0"),
+    ("data.num_workers=-1", r"data.num_workers must be an integer >= 0, got -1"),
     ("trainer.precision=8", r"trainer.precision='8' is not supported; allowed values: "
                             r"\['32', '32-true', '16-mixed', 'bf16-mixed'\]"),
 ])
 def test_bad_values_fail_with_key_and_allowed_values(make_cfg, override, message):
     with pytest.raises(ConfigError, match=message):
         check_config(make_cfg(override))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.max_epochs=abc",
+     "trainer.max_epochs must be a positive integer (or -1: no limit), got 'abc'"),
+    ("trainer.min_epochs=-2", "trainer.min_epochs must be an integer >= 0, got -2"),
+    ("trainer.max_epochs=2 trainer.min_epochs=3",
+     "trainer.min_epochs=3 exceeds trainer.max_epochs=2"),
+    ("trainer.limit_train_batches=1.5", "trainer.limit_train_batches must be null, a number "
+                                        "of batches (integer >= 0) or a fraction in [0.0, 1.0]"),
+    ("trainer.devices=two", "trainer.devices must be a positive integer, -1 (every GPU), "
+                            "'auto' or a list of device indices, got 'two'"),
+    ("trainer.accelerator=tpu", "trainer.accelerator must be one of ['auto', 'cpu', 'gpu', "
+                                "'cuda', 'mps'], got 'tpu'"),
+    ("seed=abc", "seed must be an integer in [0, 2**32), got 'abc'"),
+    ("seed=1.5", "seed must be an integer in [0, 2**32), got 1.5"),
+    ("optimizer.lr=abc", "optimizer.lr must be a number, got 'abc'"),
+    ("optimizer.lr=-0.1", "optimizer.lr must be a number >= 0, got -0.1"),
+    ("optimizer.weight_decay=null", "optimizer.weight_decay must be a number, got null"),
+    ("scheduler.step_size=ten", "scheduler.step_size must be an integer, got 'ten'"),
+    ("data.source.train_size=0", "data.source.train_size must be a positive integer, got 0"),
+    ("data.source.noise_std=abc", "data.source.noise_std must be a number, got 'abc'"),
+    ("task_name=../../x", "task_name must be a plain folder name (letters, digits, '_', '.', "
+                          "'-'; no '/' or '..'), got '../../x'"),
+    ("task_name=a/b", "task_name must be a plain folder name"),
+    ("callbacks.last_checkpoint.every_n_train_steps=0",
+     "callbacks.last_checkpoint.every_n_train_steps must be a positive integer, got 0"),
+])
+def test_values_that_would_fail_deep_inside_fail_first_with_their_key(make_cfg, override,
+                                                                      message):
+    with pytest.raises(ConfigError) as error:
+        check_config(make_cfg(*override.split()))
+    assert str(error.value).startswith(message)
+
+
+def test_values_are_checked_before_any_data_is_read(make_cfg, monkeypatch):
+    from fer_lightning import train as train_module
+
+    monkeypatch.setattr(train_module, "build_datamodule",
+                        lambda cfg: pytest.fail("data was read before the checks"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for override in ("seed=abc", "trainer.max_epochs=abc", "optimizer.lr=abc",
+                     "data.source.train_size=0", "trainer=gpu"):
+        with pytest.raises(ConfigError):
+            train_module.train(make_cfg(override))
+
+
+@pytest.mark.parametrize("overrides", [[f"+experiment={name}"] for name in
+                                       options("experiment")]
+                         + [[f"trainer={name}"] for name in options("trainer")]
+                         + [["trainer.precision=16-mixed"],
+                            ["trainer=ddp", "trainer.accelerator=cpu"]])
+def test_hardware_this_machine_lacks_is_named_with_the_override_that_runs(make_cfg, overrides,
+                                                                          monkeypatch):
+    """A CPU-only machine: every experiment and trainer option either runs or says which
+    overrides run it, and those overrides pass."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    cfg = make_cfg(*overrides, tiny=False)
+    try:
+        check_hardware(cfg)
+        return
+    except ConfigError as error:
+        message = str(error)
+    hints = re.findall(r"(?:with:|processes:|add) ((?:[^\s()]+=[^\s()]+ ?)+)", message)
+    assert hints, message
+    for hint in hints:  # e.g. "trainer=cpu trainer.precision=32"
+        check_hardware(make_cfg(*overrides, *hint.split(), tiny=False))
+
+
+def test_more_loader_workers_than_cores_warns(make_cfg, monkeypatch):
+    import fer_lightning.config as config
+
+    monkeypatch.setattr(config, "available_cpus", lambda: 2)
+    assert check_hardware(make_cfg("data.num_workers=8")) == [
+        "data.num_workers=8 loader processes on 2 cores: they compete with training for the "
+        "same cores"]
+    assert check_hardware(make_cfg("data.num_workers=2")) == []
+
+
+def test_gpu_trainer_without_gpu_names_trainer_cpu(make_cfg, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"trainer.accelerator=gpu needs a CUDA GPU and none "
+                                          r"is visible .* run on the CPU with: trainer=cpu "
+                                          r"trainer.precision=32$"):
+        check_hardware(make_cfg("+experiment=ms_fpn", tiny=False))
 
 
 def test_image_too_small_for_network_names_key_and_minimum(make_cfg):
@@ -83,20 +171,6 @@ def test_family_that_cannot_honour_head_fails_at_check(make_cfg, monkeypatch):
                 r"it supports head.pool in \['gap'\]")
     with pytest.raises(ConfigError, match=expected):
         check_config(make_cfg("head=fc"))
-
-
-def test_ckpt_path_last_finds_newest_of_the_same_task(tmp_path):
-    older = tmp_path / "train/runs/a/checkpoints/last.ckpt"
-    newer = tmp_path / "train/runs/b/checkpoints/last.ckpt"
-    other = tmp_path / "other/runs/c/checkpoints/last.ckpt"
-    for i, path in enumerate((older, newer, other)):
-        path.parent.mkdir(parents=True)
-        path.write_bytes(b"x")
-        import os
-        os.utime(path, (1000 + i, 1000 + i))
-    assert find_last_checkpoint(tmp_path, "train") == newer
-    with pytest.raises(ConfigError, match="no checkpoints/last.ckpt under"):
-        find_last_checkpoint(tmp_path, "missing")
 
 
 def test_sweep_files_only_name_options_that_exist(make_cfg):
@@ -176,3 +250,27 @@ def test_missing_dataset_names_the_path_and_how_to_run_on_synthetic_faces(make_c
         train(make_cfg("+experiment=mba", f"data.root={missing}", tiny=False))
     assert "fer2013.csv" in str(error.value)  # the expected layout
     assert "add data=synthetic landmarks=groundtruth" in str(error.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("landmarks.on_missing=ignore",
+     "landmarks.on_missing must be one of ['mean_shape', 'drop'], got 'ignore'"),
+    ("landmarks.heatmap_sigma=0", "landmarks.heatmap_sigma must be a number >= 1e-06, got 0"),
+    ("landmarks.overlay_groups=[ears]", "landmarks.overlay_groups: unknown groups ['ears']"),
+    ("landmarks.chunk_size=0", "landmarks.chunk_size must be an integer >= 1, got 0"),
+    ("landmarks.quality.min_prob=2", "landmarks.quality.min_prob must be a number in [0.0, 1.0]"),
+])
+def test_bad_landmark_settings_are_config_errors_before_data_is_read(make_cfg, override,
+                                                                     message):
+    cfg = make_cfg("landmarks=mtcnn", override, "data=fer2013", "data.root=/nonexistent",
+                   tiny=False)
+    with pytest.raises(ConfigError) as error:
+        build_datamodule(cfg)  # the dataset root does not exist: nothing was read
+    assert message in str(error.value)
+
+
+def test_landmarks_config_rejects_unknown_keys():
+    from fer_lightning.data.landmarks.config import LandmarksConfig
+
+    with pytest.raises(ConfigError, match=r"landmarks: unknown key\(s\) \['on_mising'\]"):
+        LandmarksConfig.from_mapping({"on_mising": "drop"})

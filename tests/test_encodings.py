@@ -17,11 +17,7 @@ from fer_lightning.data.landmarks.schema import (
     REGION_NAMES,
 )
 from fer_lightning.data.sources.synthetic import SyntheticFaces
-from fer_lightning.data.transforms import (
-    BatchTransform,
-    BatchTransformConfig,
-    hflip_with_landmarks,
-)
+from fer_lightning.data.transforms import BatchTransform, hflip_with_landmarks
 
 SIZE = 96
 
@@ -136,15 +132,35 @@ def test_batch_transform_renders_the_encoding_the_net_consumes(encoding, key, sh
     batch = {"image": torch.rand(2, 1, SIZE, SIZE), "landmarks": face_landmarks(2),
              "landmarks_valid": torch.tensor([True, True]), "label": torch.tensor([0, 1])}
     image = batch["image"].clone()
-    out = BatchTransform(BatchTransformConfig(augment=None, landmark_encoding=encoding))(
-        batch, training=False)
+    out = BatchTransform(encoding)(batch, training=False)
     assert out[key].shape == shape
     assert torch.allclose(out["image"], (image - 0.5) / 0.5), "only overlay draws on the image"
 
 
 def test_unknown_encoding_is_refused():
-    with pytest.raises(ValueError, match="known encodings"):
-        BatchTransformConfig(augment=None, landmark_encoding="sketch")
+    with pytest.raises(ValueError, match=r"landmark encoding must be one of \['overlay', "
+                                         r"'heatmap', 'coords', 'regions'\], got 'sketch'"):
+        BatchTransform("sketch")
+
+
+def test_face_box_of_the_detector_replaces_the_landmark_face_box():
+    """Where the backend gave a face box (MTCNN) the face region is that box; elsewhere
+    it is still built from the points; organ boxes do not change."""
+    landmarks = five_points(face_landmarks(2))
+    valid = torch.ones(2, dtype=torch.bool)
+    face_box = torch.tensor([[0.1, 0.2, 0.9, 0.95], [0.0, 0.0, 0.5, 0.5]])
+    has_box = torch.tensor([True, False])
+    from_points, _ = regions_from_landmarks(landmarks, valid, SIZE, SIZE)
+    regions, regions_valid = regions_from_landmarks(landmarks, valid, SIZE, SIZE,
+                                                    face_box, has_box)
+    assert torch.allclose(regions[0, 0], face_box[0] * SIZE)
+    assert torch.equal(regions[1], from_points[1])
+    assert torch.equal(regions[:, 1:], from_points[:, 1:])
+    assert regions_valid.all()
+    batch = {"image": torch.rand(2, 1, SIZE, SIZE), "landmarks": landmarks,
+             "landmarks_valid": valid, "face_box": face_box, "face_box_valid": has_box}
+    out = BatchTransform("regions")(batch, training=False)
+    assert torch.equal(out["regions"], regions)
 
 
 def test_overlay_groups_draw_only_the_named_parts():

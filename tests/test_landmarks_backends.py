@@ -9,8 +9,11 @@ others, on a pre-cropped 48 x 48 face and on a face-less grey image.
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
 import sys
+from pathlib import Path
 
 import matplotlib.cbook
 import numpy as np
@@ -19,7 +22,7 @@ import skimage.data
 from PIL import Image
 
 from fer_lightning.data.landmarks import base
-from fer_lightning.data.landmarks.cache import LandmarkPipeline
+from fer_lightning.data.landmarks.config import QualityFilter
 from fer_lightning.data.landmarks.dlib_backend import DlibExtractor
 from fer_lightning.data.landmarks.face_crop import (
     FaceCropper,
@@ -29,9 +32,16 @@ from fer_lightning.data.landmarks.face_crop import (
     points_to_image,
     select_face,
 )
-from fer_lightning.data.landmarks.mediapipe_backend import MediapipeExtractor
+from fer_lightning.data.landmarks.mediapipe_backend import (
+    PROTOBUF_NOISE,
+    MediapipeExtractor,
+    import_mediapipe,
+)
 from fer_lightning.data.landmarks.mediapipe_map import MP_TO_IBUG, mesh_to_68
 from fer_lightning.data.landmarks.mtcnn_backend import MtcnnExtractor
+from fer_lightning.data.landmarks.pipeline import LandmarkPipeline
+from fer_lightning.data.landmarks.quality import quality_passes
+from fer_lightning.data.landmarks.schema import canonical_mean_shape
 
 PHOTOS = ("astronaut", "grace_hopper")
 
@@ -156,6 +166,23 @@ def test_mtcnn_box_and_5_points_in_image_order(on_photos: dict, photo: str) -> N
     assert (np.linalg.norm(points - expected, axis=1) / iod).max() < 0.12
 
 
+@pytest.mark.parametrize("photo", PHOTOS)
+def test_mtcnn_face_box_is_its_own_detection_and_passes_the_quality_filter(
+        on_photos: dict, photo: str) -> None:
+    """The record's face box is MTCNN's box (in the crop's [0, 1] coordinates), close to
+    the HOG detection the crop was cut around; a real face passes the default filter."""
+    result = on_photos[photo, "mtcnn"]
+    np.testing.assert_array_equal(result["face_box"], result["box"])
+    crop = result["crop_box"]
+    side = crop[2] - crop[0]
+    mtcnn_pixels = result["face_box"] * side + np.tile(crop[:2], 2)
+    hog = result["face"]
+    assert np.abs(mtcnn_pixels - hog).max() < 0.25 * (hog[2] - hog[0])
+    assert not result["filtered"] and result["valid"]
+    dlib = on_photos[photo, "dlib"]  # no box of its own: the HOG detection in the crop
+    np.testing.assert_allclose(dlib["face_box"] * side + np.tile(crop[:2], 2), hog, atol=1)
+
+
 # -- pre-cropped faces and non-faces ---------------------------------------------------
 
 
@@ -263,3 +290,80 @@ def test_mediapipe_without_legacy_api_or_task_file_explains(monkeypatch: pytest.
 def test_bad_image_is_rejected_with_its_shape(extractors: dict) -> None:
     with pytest.raises(ValueError, match=r"uint8 \(H, W\)"):
         extractors["dlib"].extract(np.zeros((48, 48), np.float32))
+
+
+# -- the quality filter ------------------------------------------------------------------
+
+
+def five_point_records(count: int = 6) -> dict[str, np.ndarray]:
+    """``count`` plausible MTCNN records (the canonical face, its box and probability)."""
+    points = np.repeat(canonical_mean_shape(5)[None], count, 0)
+    box = np.repeat(np.array([[0.1, 0.05, 0.9, 0.95]], np.float32), count, 0)
+    return {"points": points, "face_box": box, "prob": np.full((count, 1), 0.99, np.float32)}
+
+
+def test_quality_filter_removes_each_kind_of_bad_detection() -> None:
+    records = five_point_records()
+    records["prob"][1] = 0.5  # unsure detector
+    records["points"][2, [0, 1], 1] = 0.9  # eyes below the mouth
+    records["points"][3, [0, 1]] = records["points"][3, [1, 0]]  # eyes swapped left/right
+    records["face_box"][4] = [0.45, 0.3, 0.55, 0.4]  # a box far smaller than the face
+    records["points"][5] = np.nan  # no face found: missed, not filtered
+    passes = quality_passes(QualityFilter(), records)
+    assert passes.tolist() == [True, False, False, False, False, True]
+    no_box = {**records, "face_box": np.full((6, 4), np.nan, np.float32)}
+    assert quality_passes(QualityFilter(), no_box).tolist() == [True, False, False, False,
+                                                                True, True]
+    assert quality_passes(None, records).all()
+    loose = QualityFilter(min_prob=None, geometry=False, eye_distance=None, box_margin=None)
+    assert quality_passes(loose, records).all()
+
+
+def test_quality_filter_works_on_68_points() -> None:
+    points = canonical_mean_shape(68)[None].repeat(2, 0)
+    points[1, 48:68, 1] = 0.1  # mouth above the eyes
+    passes = quality_passes(QualityFilter(), {"points": points})
+    assert passes.tolist() == [True, False]
+
+
+def test_pipeline_call_applies_the_quality_filter() -> None:
+    class Upside:
+        name, num_points, extra_shapes = "upside", 5, {"prob": (1,)}
+        settings: dict = {}
+
+        def extract(self, image, face_box=None):
+            upside_down = canonical_mean_shape(5) * [1, -1] + [0, 1]
+            return upside_down.astype(np.float32), {"prob": np.ones(1, np.float32)}
+
+    image = np.zeros((8, 8), np.uint8)
+    record = LandmarkPipeline(Upside(), quality=QualityFilter())(image)
+    assert not record["valid"] and record["filtered"]
+    assert LandmarkPipeline(Upside(), quality=QualityFilter()).detect(image)["valid"]
+
+
+# -- MediaPipe's import noise ------------------------------------------------------------
+
+
+def test_mediapipe_import_noise_is_dropped_and_other_output_kept(monkeypatch, capsys) -> None:
+    class Module:
+        solutions = None
+
+    def noisy_require(module: str, backend: str) -> Module:
+        print(f"AttributeError: {PROTOBUF_NOISE}", file=sys.stderr)
+        print("a real warning", file=sys.stderr)
+        return Module()
+
+    monkeypatch.setattr("fer_lightning.data.landmarks.mediapipe_backend.require", noisy_require)
+    import_mediapipe()
+    err = capsys.readouterr().err
+    assert PROTOBUF_NOISE not in err and "a real warning" in err
+
+
+def test_mediapipe_import_prints_no_protobuf_noise() -> None:
+    code = ("from fer_lightning.data.landmarks.mediapipe_backend import import_mediapipe; "
+            "mp, solutions = import_mediapipe(); assert solutions is not None")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "GetPrototype" not in done.stderr

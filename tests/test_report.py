@@ -158,15 +158,19 @@ def test_incomplete_runs_are_listed_with_why(grid, tmp_path):
     (stopped / "checkpoints" / "last.ckpt").write_bytes(b"")
     for path in [stopped, *stopped.rglob("*")]:
         os.utime(path, (old, old))
+    sigterm = make_run(tmp_path / "sigterm", {}, 7, test=None, results=False)
+    (sigterm / "train.log").write_text(
+        "[WARNING] Stopped by SIGTERM in epoch 1 at step 40; last.ckpt holds that step.\n")
     make_run(tmp_path / "running", {}, 5, test=None, results=False)
     make_run(tmp_path / "valonly", {}, 6, test=None, val=0.7)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "results.json").write_text("{not json")
     report = build_report([tmp_path])
     why = {os.path.basename(item["path"]): item["why"] for item in report["incomplete"]}
-    assert set(why) == {"crashed", "stopped", "running", "valonly", "broken"}
+    assert set(why) == {"crashed", "stopped", "sigterm", "running", "valonly", "broken"}
     assert why["crashed"].startswith("crashed (2 of 10 epochs logged): RuntimeError: CUDA out")
     assert "stopped, crashed or killed" in why["stopped"]
+    assert why["sigterm"].startswith("stopped by SIGTERM (2 of 10 epochs logged): [WARNING]")
     assert f"ckpt_path={stopped / 'checkpoints' / 'last.ckpt'}" in why["stopped"]
     assert why["running"].startswith("no results.json yet: still running?")
     assert why["valonly"].startswith("no test split: results.json holds val metrics only")

@@ -22,7 +22,13 @@ def test_fast_dev_run_every_head_loss_landmarks(make_cfg, head, loss, landmarks)
     assert len(results["test"]["confusion_matrix"]) == 7
 
 
-def test_run_directory_holds_every_artefact(make_cfg, tmp_path):
+def test_run_directory_holds_every_artefact(make_cfg, tmp_path, monkeypatch):
+    import fer_lightning.callbacks as callbacks
+
+    titles = []
+    plot = callbacks.plot_confusion_matrix
+    monkeypatch.setattr(callbacks, "plot_confusion_matrix",
+                        lambda *args: titles.append(args[-1]) or plot(*args))
     cfg = make_cfg("trainer.max_epochs=2")
     results = train(cfg)
     run = tmp_path / "run"
@@ -40,6 +46,11 @@ def test_run_directory_holds_every_artefact(make_cfg, tmp_path):
     assert sum(map(sum, saved["test"]["confusion_matrix"])) == 32
     checkpoint = torch.load(best[0], map_location="cpu", weights_only=False)
     assert checkpoint["class_names"] == saved["class_names"]
+    # the final plots show the best checkpoint and say which epoch it is
+    best_epoch = checkpoint["epoch"]
+    assert titles == ["validation, epoch 0", "validation, epoch 1",
+                      f"validation, checkpoint of epoch {best_epoch}",
+                      f"test, checkpoint of epoch {best_epoch}"]
     assert checkpoint["hyper_parameters"]["class_names"] == saved["class_names"]
 
 
@@ -53,8 +64,9 @@ def test_resume_from_last_checkpoint_continues_the_epochs(make_cfg, tmp_path):
     train(second)
     lines = (logs / "train/runs/second/csv/metrics.csv").read_text().splitlines()
     header = lines[0].split(",")
-    epochs = {int(float(row.split(",")[header.index("epoch")])) for row in lines[1:]}
-    assert 0 not in epochs and 1 in epochs, "resumed run must start at epoch 1"
+    trained = {int(float(row.split(",")[header.index("epoch")])) for row in lines[1:]
+               if row.split(",")[header.index("train/loss_epoch")]}
+    assert trained == {1}, "resumed run must start at epoch 1"
     state = torch.load(logs / "train/runs/second/checkpoints/last.ckpt", weights_only=False)
     assert state["epoch"] == 1
 

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from fer_lightning.data.encodings import draw_overlay
+from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.landmarks.schema import FLIP_PERMUTATION, GROUPS
-from fer_lightning.data.transforms import LandmarkAugment, hflip_with_landmarks
+from fer_lightning.data.transforms import BatchTransform, LandmarkAugment, hflip_with_landmarks
 
 
 def random_landmarks(batch: int = 2, seed: int = 0) -> torch.Tensor:
@@ -53,7 +54,7 @@ def test_affine_moves_landmarks_with_the_pixels():
     for x, y in points[0].tolist():
         image[:, 0, int(y * size) - 1:int(y * size) + 2, int(x * size) - 1:int(x * size) + 2] = 1
     augment = LandmarkAugment(hflip=0.0, rotate=25.0, scale=(0.8, 1.2), translate=0.1)
-    out_image, out_points = augment(image, points)
+    out_image, out_points, _ = augment(image, points)
     assert not torch.allclose(out_points, points)
     for b in range(4):
         for x, y in out_points[b].tolist():
@@ -63,8 +64,66 @@ def test_affine_moves_landmarks_with_the_pixels():
 
 
 def test_augment_without_landmarks_returns_only_image():
-    image, landmarks = LandmarkAugment()(torch.rand(3, 1, 48, 48), None)
-    assert image.shape == (3, 1, 48, 48) and landmarks is None
+    image, landmarks, boxes = LandmarkAugment()(torch.rand(3, 1, 48, 48), None)
+    assert image.shape == (3, 1, 48, 48) and landmarks is None and boxes is None
+
+
+def test_face_box_moves_with_the_pixels():
+    """A bright rectangle and its box: after flip / rotation / scale / shift the box still
+    encloses the moved rectangle (as the hull of its moved corners) and hugs it."""
+    torch.manual_seed(1)
+    size = 64
+    boxes = torch.tensor([[0.2, 0.3, 0.55, 0.8]]).repeat(6, 1)
+    image = torch.zeros(6, 1, size, size)
+    image[:, :, int(0.3 * size):int(0.8 * size), int(0.2 * size):int(0.55 * size)] = 1
+    landmarks = torch.rand(6, 68, 2)
+    augment = LandmarkAugment(hflip=0.5, rotate=20.0, scale=(0.9, 1.1), translate=0.05)
+    out_image, out_landmarks, out_boxes = augment(image, landmarks, boxes)
+    assert out_landmarks.shape == (6, 68, 2) and out_boxes.shape == (6, 4)
+    for b in range(6):
+        ys, xs = torch.nonzero(out_image[b, 0] > 0.5, as_tuple=True)
+        x0, y0, x1, y1 = (out_boxes[b] * size).tolist()
+        assert x0 - 1.5 <= xs.min() and xs.max() + 1 <= x1 + 1.5
+        assert y0 - 1.5 <= ys.min() and ys.max() + 1 <= y1 + 1.5
+        # the hull of a box rotated by <= 20 degrees: at most ~1.4x the bright extent
+        assert (x1 - x0) < 1.6 * (xs.max() - xs.min() + 1)
+
+
+def overlay_transform(draw_before_augment: bool) -> BatchTransform:
+    return BatchTransform("overlay", LandmarksConfig(draw_before_augment=draw_before_augment),
+                          augment={"hflip": 0.0, "rotate": 30.0, "scale": (1.0, 1.0),
+                                   "translate": 0.0})
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_draw_before_augment_sends_the_overlay_through_the_augmentation(before):
+    """Drawn after augmentation, the overlay is single pixels at exactly ``value`` (the
+    normalised image holds only -1 and 1); drawn before, the points are rotated and
+    resampled with the pixels, so they land blurred (values strictly between)."""
+    torch.manual_seed(0)
+    landmarks = torch.rand(2, 68, 2) * 0.5 + 0.25
+    batch = {"image": torch.zeros(2, 1, 48, 48), "landmarks": landmarks.clone(),
+             "landmarks_valid": torch.tensor([True, True])}
+    out = overlay_transform(before)(batch, training=True)["image"]
+    blurred = ((out > -0.99) & (out < 0.99)).sum()
+    assert (blurred > 0) == before
+    moved = batch["landmarks"]  # the transform stores the augmented landmarks
+    assert not torch.allclose(moved, landmarks)
+    if not before:  # every moved point is drawn exactly where the moved landmark says
+        xy = moved * 48
+        inside = ((xy >= 0) & (xy < 48)).all(-1)
+        for b in range(2):
+            x, y = xy[b][inside[b]].floor().long().unbind(-1)
+            assert (out[b, 0, y, x] == 1).all()
+    evaluation = overlay_transform(before)(
+        {"image": torch.zeros(2, 1, 48, 48), "landmarks": landmarks.clone(),
+         "landmarks_valid": torch.tensor([True, True])}, training=False)["image"]
+    assert ((evaluation > -0.99) & (evaluation < 0.99)).sum() == 0  # no augmentation: alike
+
+
+def test_draw_before_augment_is_refused_for_other_encodings():
+    with pytest.raises(ValueError, match="draw_before_augment=true draws the overlay"):
+        BatchTransform("heatmap", LandmarksConfig(draw_before_augment=True))
 
 
 def test_overlay_points_paints_exactly_the_landmark_pixels():
@@ -101,13 +160,9 @@ def test_overlay_rejects_unknown_style():
 
 
 def test_normalisation_per_channel_and_a_clear_error_for_the_wrong_count():
-    from fer_lightning.data.transforms import BatchTransform, BatchTransformConfig
-
     image = torch.full((1, 3, 2, 2), 0.5)
-    config = BatchTransformConfig(augment=None, landmark_encoding=None,
-                                  mean=[0.5, 0.25, 0.0], std=[1.0, 0.5, 0.25])
-    out = BatchTransform(config)({"image": image.clone()}, training=False)["image"]
+    transform = BatchTransform(mean=[0.5, 0.25, 0.0], std=[1.0, 0.5, 0.25])
+    out = transform({"image": image.clone()}, training=False)["image"]
     assert out[0, :, 0, 0].tolist() == [0.0, 0.5, 2.0]
-    config = BatchTransformConfig(augment=None, landmark_encoding=None, mean=[0.5, 0.5])
     with pytest.raises(ValueError, match="2 values for 3-channel images"):
-        BatchTransform(config)({"image": image.clone()}, training=False)
+        BatchTransform(mean=[0.5, 0.5])({"image": image.clone()}, training=False)

@@ -12,11 +12,12 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from fer_lightning.checks import check_choice
 from fer_lightning.data.dataset import FERDataset
-from fer_lightning.data.encodings import ENCODINGS
-from fer_lightning.data.landmarks import cache as landmark_cache
+from fer_lightning.data.landmarks.cache import LandmarkCache, caches_for
+from fer_lightning.data.landmarks.config import LandmarksConfig
+from fer_lightning.data.landmarks.policy import resolve
 from fer_lightning.data.sources import validate
 from fer_lightning.data.sources.base import SPLITS, Source, SplitUnavailableError
-from fer_lightning.data.transforms import BatchTransform, BatchTransformConfig, LandmarkAugment
+from fer_lightning.data.transforms import BatchTransform
 from fer_lightning.losses import inverse_frequency_weights
 
 
@@ -29,6 +30,12 @@ class FERDataModule(L.LightningDataModule):
     the GPU where there is one. It knows nothing about networks: the caller says which
     landmark encoding to render.
 
+    ``landmarks``: the landmark settings (a ``LandmarksConfig``, or the ``landmarks``
+    group's mapping, validated into one; None: landmarks off). With a backend
+    (dlib, mediapipe, mtcnn) ``prepare_data`` extracts and caches the landmarks;
+    ``precropped``: the dataset's declaration that its images already are face crops
+    (``landmarks.precropped`` follows it unless set).
+
     Before any work, the dataset is checked (``sources.validate``): every split holds
     samples, there are two classes or more, and the image files the splits list pass the
     ``check_images`` check (``none | header | full``); a problem raises DatasetError
@@ -38,11 +45,9 @@ class FERDataModule(L.LightningDataModule):
     def __init__(self, source: Source, image_size: int = 48, channels: int = 1,
                  batch_size: int = 32, num_workers: int = 0,
                  augment: Mapping[str, Any] | None = None, balanced_sampler: bool = False,
-                 use_landmarks: bool = False, landmark_encoding: str | None = None,
-                 overlay_style: str = "points", overlay_groups: Sequence[str] | None = None,
-                 heatmap_sigma: float = 1.0,
-                 heatmap_style: str = "gaussian", pin_memory: bool = False,
-                 landmarks: Mapping[str, Any] | None = None, precropped: bool | None = None,
+                 pin_memory: bool = False,
+                 landmarks: LandmarksConfig | Mapping[str, Any] | None = None,
+                 landmark_encoding: str | None = None, precropped: bool | None = None,
                  root: str | None = None, mean: float | Sequence[float] = 0.5,
                  std: float | Sequence[float] = 0.5, check_images: str = "header") -> None:
         super().__init__()
@@ -56,36 +61,28 @@ class FERDataModule(L.LightningDataModule):
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
         if channels not in (1, 3):
             raise ValueError(f"data.channels must be 1 or 3, got {channels}")
-        if use_landmarks and landmark_encoding not in ENCODINGS:
-            raise ValueError(f"landmark encoding {landmark_encoding!r} is not available; "
-                             f"known encodings: {list(ENCODINGS)}")
         self.source = source
         self.image_size, self.channels = image_size, channels
         self.batch_size, self.num_workers = batch_size, num_workers
         self.balanced_sampler, self.pin_memory = balanced_sampler, pin_memory
-        self.use_landmarks = use_landmarks
-        self.batch_transform = BatchTransform(BatchTransformConfig(
-            augment=LandmarkAugment(**augment) if augment else None,
-            landmark_encoding=landmark_encoding if use_landmarks else None,
-            overlay_style=overlay_style, heatmap_sigma=heatmap_sigma, heatmap_style=heatmap_style,
-            overlay_groups=list(overlay_groups) if overlay_groups else None,
-            mean=list(mean) if isinstance(mean, Sequence) else mean,
-            std=list(std) if isinstance(std, Sequence) else std,
-        ))
-        self.datasets: dict[str, FERDataset] = {}
-        # `landmarks`: the landmarks config group. With an `extractor` (dlib, mediapipe,
-        # mtcnn) prepare_data caches its landmarks; `precropped`: whether the dataset's
-        # images already are face crops (the default of landmarks.precropped).
-        self.landmarks_config = landmark_cache.plain(landmarks)
+        self.landmarks = LandmarksConfig.from_mapping(landmarks)
         self.precropped = precropped
-        check_choice("landmarks.on_missing", self.landmarks_config.get("on_missing", "mean_shape"),
-                     landmark_cache.POLICIES)
-        self._landmark_caches: dict[str, landmark_cache.LandmarkCache] | None = None
-        #: {split: {"detected", "missed", "rate", "dropped"}} after setup (extracted landmarks).
+        self.batch_transform = BatchTransform(
+            landmark_encoding if self.use_landmarks else None, self.landmarks,
+            augment=augment or None, mean=mean, std=std)
+        self.datasets: dict[str, FERDataset] = {}
+        self._landmark_caches: dict[str, LandmarkCache] | None = None
+        #: {split: {"detected", "missed", "filtered", "rate", "dropped"}} after setup
+        #: (extracted landmarks; see landmarks/policy.py).
         self.landmark_report: dict[str, dict[str, Any]] = {}
         self._available_splits: list[str] | None = None
         #: split -> why this form of the dataset does not have it
         self.unavailable_splits: dict[str, str] = {}
+
+    @property
+    def use_landmarks(self) -> bool:
+        """Samples carry landmarks (``landmarks.enabled``)."""
+        return self.landmarks.enabled
 
     @property
     def class_names(self) -> list[str]:
@@ -120,13 +117,13 @@ class FERDataModule(L.LightningDataModule):
             return False
         return True
 
-    def landmark_caches(self) -> dict[str, landmark_cache.LandmarkCache]:
-        """The landmark cache of every split, or {} when no extractor is configured."""
-        if not self.use_landmarks or not self.landmarks_config.get("extractor"):
+    def landmark_caches(self) -> dict[str, LandmarkCache]:
+        """The landmark cache of every split, or {} when no backend is configured."""
+        if not self.landmarks.extracts:
             return {}
         if self._landmark_caches is None:
-            self._landmark_caches = landmark_cache.caches_for(
-                self.landmarks_config, self.source, self.available_splits, self.precropped)
+            self._landmark_caches = caches_for(self.landmarks, self.source,
+                                               self.available_splits, self.precropped)
         return self._landmark_caches
 
     def dataset_problems(self, images: str | None = None, fit: bool = False) -> list[str]:
@@ -152,8 +149,9 @@ class FERDataModule(L.LightningDataModule):
                 raise validate.error(self.source, problems)
 
     def prepare_data(self) -> None:
-        """Check the dataset and its image files, then extract and cache landmarks once
-        (Lightning runs this on rank 0 only)."""
+        """Check the dataset and its image files, then extract, verify and repair the
+        landmark cache (Lightning runs this on rank 0 only; other jobs on the same cache
+        folder wait for or share the work)."""
         self._check(self.check_images)
         for cache in self.landmark_caches().values():
             cache.compute()
@@ -163,9 +161,7 @@ class FERDataModule(L.LightningDataModule):
         missing = [split for split in self.available_splits if split not in self.datasets]
         arrays, kept = {}, {}
         if missing and self.landmark_caches():
-            policy = self.landmarks_config.get("on_missing", "mean_shape")
-            arrays, kept, self.landmark_report = landmark_cache.resolve(
-                self.landmark_caches(), policy)
+            arrays, kept, self.landmark_report = resolve(self.landmark_caches(), self.landmarks)
         for split in missing:
             self.datasets[split] = FERDataset(self.source, split, self.image_size,
                                               self.channels, self.use_landmarks,

@@ -1,4 +1,10 @@
-"""A torch Dataset over one split of any Source: RawSample -> sample dict (DESIGN.md contract)."""
+"""A torch Dataset over one split of any Source: RawSample -> sample dict.
+
+The sample dict (docs/data-flow.md): ``image`` float (C, H, W) in [0, 1], ``label``,
+``index`` (in the source split), ``target`` (soft labels, when the source has them) and,
+with landmarks on, ``landmarks`` (P, 2) in [0, 1], ``landmarks_valid``, ``face_box`` (4,)
+xyxy in [0, 1] of the detector's face box and ``face_box_valid`` (docs/landmarks.md).
+"""
 
 from __future__ import annotations
 
@@ -34,7 +40,8 @@ class FERDataset(Dataset):
     """Samples of one split as dicts: image, label, index (+ landmarks, landmarks_valid).
 
     Landmarks come from ``landmarks`` (a backend's cached arrays, misses already filled
-    by the ``on_missing`` policy) when given, else from the source (``groundtruth``).
+    by the ``on_missing`` policy) when given, else from the source (``groundtruth``,
+    which has no face box: ``face_box_valid`` False).
     Cached ``crop_box`` entries (photo datasets) crop the image the way the landmarks were
     computed. ``indices`` selects the source samples kept (``on_missing=drop``); the
     ``index`` of a sample is its index in the source split.
@@ -74,8 +81,14 @@ class FERDataset(Dataset):
 
     def _landmarks(self, raw: RawSample, index: int) -> dict[str, torch.Tensor]:
         if self.cached is not None:
+            face_box = self.cached.face_box[index] if self.cached.face_box is not None \
+                else np.full(4, np.nan, np.float32)
+            valid = bool(self.cached.valid[index])  # False too where the quality filter failed
+            has_box = valid and bool(np.isfinite(face_box).all())
             return {"landmarks": torch.as_tensor(self.cached.points[index], dtype=torch.float32),
-                    "landmarks_valid": torch.tensor(bool(self.cached.valid[index]))}
+                    "landmarks_valid": torch.tensor(valid),
+                    "face_box": torch.as_tensor(np.nan_to_num(face_box), dtype=torch.float32),
+                    "face_box_valid": torch.tensor(has_box)}
         if raw.landmarks is None:
             raise ValueError(
                 f"landmarks=groundtruth needs a dataset that ships landmarks, but "
@@ -84,4 +97,6 @@ class FERDataset(Dataset):
         return {
             "landmarks": torch.as_tensor(raw.landmarks, dtype=torch.float32),
             "landmarks_valid": torch.tensor(bool(raw.landmarks_valid)),
+            "face_box": torch.zeros(4),
+            "face_box_valid": torch.tensor(False),
         }

@@ -1,14 +1,17 @@
-"""Landmarks -> what a network consumes. Rendered per batch, after augmentation.
+"""Landmarks -> what a network consumes. Rendered per batch (see ``BatchTransform``).
 
-- ``overlay``: the key-points drawn onto the face image (seed 001 Sec. 3.1).
-- ``heatmap``: a separate landmark image, a Gaussian per point or drawn contours
-  (seed 000's landmark input), batch key ``landmark_map`` (B, 1, H, W).
+- ``overlay``: the key-points drawn onto the face image (key-point mini-Xception,
+  Selvam et al., Sec. 3.1).
+- ``heatmap``: a separate landmark image, a Gaussian per point or drawn contours (the
+  landmark input of MBA, Colaco & Han, Sec. II), batch key ``landmark_map`` (B, 1, H, W).
 - ``coords``: the points themselves, (B, P, 2) in [0, 1], zeros where invalid.
 - ``regions``: boxes of face, left eye, right eye, nose and mouth from 68 or 5 points
-  (seed 003's pseudo-labels for its emotion-region detector), batch keys ``regions``
+  (and the detector's face box where the backend gives one): the pseudo-labels of the
+  MS-FPN emotion-region detector (Zhang et al., Sec. 3.1), batch keys ``regions``
   (B, 5, 4) xyxy in pixels and ``regions_valid`` (B,).
 
 All of them are vectorised over the batch, so they run on the GPU as well as the CPU.
+Their option values and defaults live in ``LandmarksConfig`` (docs/landmarks.md).
 """
 
 from __future__ import annotations
@@ -19,12 +22,16 @@ from collections.abc import Sequence
 import torch
 
 from fer_lightning.checks import check_choice
-from fer_lightning.data.landmarks.schema import CONTOUR_SEGMENTS, GROUPS, NUM_POINTS
+from fer_lightning.data.landmarks.config import (  # noqa: F401  (ENCODINGS re-exported)
+    ENCODINGS,
+    HEATMAP_STYLES,
+    OVERLAY_STYLES,
+    LandmarksConfig,
+)
+from fer_lightning.data.landmarks.schema import CONTOUR_SEGMENTS, GROUPS, NUM_POINTS, organ_centres
 
-ENCODINGS = ("overlay", "heatmap", "coords", "regions")
-OVERLAY_STYLES = ("points", "contours")
-HEATMAP_STYLES = ("gaussian", "contours")
 _CONTOUR_SAMPLES = 8  # points sampled along each contour segment
+_DEFAULTS = LandmarksConfig()
 
 
 def group_indices(groups: Sequence[str] | None, num_points: int) -> list[int] | None:
@@ -59,15 +66,15 @@ def _contour_points(landmarks: torch.Tensor, samples: int = _CONTOUR_SAMPLES,
 
 
 def draw_overlay(image: torch.Tensor, landmarks: torch.Tensor, valid: torch.Tensor,
-                 style: str = "points", value: float = 1.0,
-                 groups: Sequence[str] | None = None) -> torch.Tensor:
+                 style: str = _DEFAULTS.overlay_style, value: float = 1.0,
+                 groups: Sequence[str] | None = _DEFAULTS.overlay_groups) -> torch.Tensor:
     """Return ``image`` (B, C, H, W) with landmarks painted in at ``value`` on every channel.
 
     ``landmarks`` are (B, P, 2) in [0, 1] image coordinates; samples whose ``valid``
     flag is False are left untouched. Points that left the image during augmentation are
-    not drawn. ``groups`` restricts the drawing to some facial parts (seed 001 draws
-    eyes, nose and lips). Vectorised over the batch, so it runs on the GPU as well as the
-    CPU.
+    not drawn. ``groups`` restricts the drawing to some facial parts (Selvam et al. name
+    eyes, nose and lips, and show brows too). Vectorised over the batch, so it runs on
+    the GPU as well as the CPU.
     """
     check_choice("landmarks.overlay_style", style, OVERLAY_STYLES)
     keep = group_indices(groups, landmarks.shape[1])
@@ -86,9 +93,10 @@ def draw_overlay(image: torch.Tensor, landmarks: torch.Tensor, valid: torch.Tens
 
 
 def draw_heatmap(landmarks: torch.Tensor, valid: torch.Tensor, height: int, width: int,
-                 sigma: float = 1.0, style: str = "gaussian") -> torch.Tensor:
+                 sigma: float = _DEFAULTS.heatmap_sigma, style: str = _DEFAULTS.heatmap_style
+                 ) -> torch.Tensor:
     """A landmark image (B, 1, H, W) in [0, 1]: the maximum over points of a Gaussian of
-    ``sigma`` pixels centred on each point (seed 000 Sec. 3.1, the landmark input).
+    ``sigma`` pixels centred on each point (MBA's landmark input, Colaco & Han, Sec. II).
 
     ``style="contours"`` also places Gaussians densely along the face contours, so the
     map shows lines rather than dots. Invalid samples get an all-zero map. Each Gaussian
@@ -138,38 +146,35 @@ def _centred_boxes(centre: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
     return torch.cat([centre - size / 2, centre + size / 2], -1)
 
 
-def _organ_centres(points: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Subject-left eye, subject-right eye, nose and the two mouth corners, (B, 2) each."""
-    if points.shape[1] == NUM_POINTS:
-        left_eye = points[:, slice(*GROUPS["left_eye"])].mean(1)
-        right_eye = points[:, slice(*GROUPS["right_eye"])].mean(1)
-        nose = points[:, slice(*GROUPS["nose_bridge"])].mean(1) * 0.3 + points[:, 30] * 0.7
-        return left_eye, right_eye, nose, points[:, 48], points[:, 54]
-    if points.shape[1] == 5:  # MTCNN order: image-left (subject-right) eye first
-        return points[:, 1], points[:, 0], points[:, 2], points[:, 3], points[:, 4]
-    raise ValueError(f"regions need 68-point or 5-point landmarks, got {points.shape[1]} points")
-
-
 def regions_from_landmarks(landmarks: torch.Tensor, valid: torch.Tensor, height: int,
-                           width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pseudo-label boxes of the five emotion regions (seed 003 Sec. 3.2).
+                           width: int, face_box: torch.Tensor | None = None,
+                           face_box_valid: torch.Tensor | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pseudo-label boxes of the five emotion regions (MS-FPN, Zhang et al., Sec. 3.1).
 
     Returns ``regions`` (B, 5, 4) xyxy in pixels, ordered as ``schema.REGION_NAMES``
     (face, left eye, right eye, nose, mouth; the subject's left and right), clipped to
     the image, and ``regions_valid`` (B,): the sample's landmarks were valid and every
     box kept a positive area inside the image. Organ boxes are centred on the organ and
-    sized by the inter-ocular distance; the face box spans the 68-point contour raised
-    to include the forehead, or, from 5 points, a fixed multiple of the IOD.
+    sized by the inter-ocular distance. The face box is the detector's own (``face_box``
+    (B, 4) xyxy in [0, 1], where ``face_box_valid``), as the paper takes RetinaFace's;
+    otherwise it spans the 68-point contour raised to include the forehead, or, from 5
+    points, a fixed multiple of the IOD.
     """
     scale = landmarks.new_tensor([width, height])
     points = landmarks * scale
-    left_eye, right_eye, nose, mouth_a, mouth_b = _organ_centres(points)
+    image_left_eye, image_right_eye, nose, mouth_a, mouth_b = organ_centres(points)
+    left_eye, right_eye = image_right_eye, image_left_eye  # the subject's sides
     iod = (left_eye - right_eye).norm(dim=-1, keepdim=True).clamp_min(1e-3)
     mouth_centre = (mouth_a + mouth_b) / 2
     mouth_width = (mouth_a - mouth_b).norm(dim=-1, keepdim=True) + _MOUTH_BOX_MARGIN * iod
     eye_size = iod * iod.new_tensor(_EYE_BOX)
+    face = _face_box(points, left_eye, right_eye, mouth_centre, iod)
+    if face_box is not None and face_box_valid is not None:
+        detected = face_box.to(points.dtype) * scale.repeat(2)
+        face = torch.where(face_box_valid[:, None], detected, face)
     boxes = [
-        _face_box(points, left_eye, right_eye, mouth_centre, iod),
+        face,
         _centred_boxes(left_eye, eye_size),
         _centred_boxes(right_eye, eye_size),
         _centred_boxes(nose, iod * iod.new_tensor(_NOSE_BOX)),

@@ -45,7 +45,8 @@ def landmark_report(datamodule: FERDataModule) -> dict[str, Any] | None:
 
     When the datamodule has landmark caches to fill (``landmarks=<extractor>``), its
     ``prepare_data`` and ``setup`` run first: extraction happens once and is cached, and
-    setup fills the report ({split: {"detected", "missed", "rate", "dropped"}}).
+    setup fills the report ({split: {"detected", "missed", "filtered", "rate",
+    "dropped"}}; landmarks/policy.py says what each counts).
     """
     if datamodule.landmark_caches():
         datamodule.prepare_data()
@@ -129,9 +130,11 @@ def render(summary: dict[str, Any], fmt: str = "text") -> str:
 
 
 def _landmark_line(split: str, report: Any) -> str:
-    """``landmarks train: 32 / 40 faces found (80.0 %), 0 dropped`` (raw JSON otherwise)."""
+    """``landmarks train: 32 / 40 faces found (80.0 %), 2 filtered by quality, 0 dropped``
+    (raw JSON otherwise)."""
     if isinstance(report, dict) and {"detected", "missed", "rate"} <= set(report):
         total = report["detected"] + report["missed"]
+        filtered = f"{report['filtered']} filtered by quality, " if "filtered" in report else ""
         return (f"landmarks {split}: {report['detected']} / {total} faces found "
-                f"({100 * report['rate']:.1f} %), {report.get('dropped', 0)} dropped")
+                f"({100 * report['rate']:.1f} %), {filtered}{report.get('dropped', 0)} dropped")
     return f"landmarks {split}: " + json.dumps(report, sort_keys=True)

@@ -26,7 +26,7 @@ NOT_RUNS = {"checkpoints", "csv", "tensorboard", "wandb", ".submitit", ".hydra"}
 EPOCH_END = ("train/acc", "train/loss_epoch")
 #: A run without results.json written to this recently may still be training.
 RECENT_S = 15 * 60
-ERROR_LINE = re.compile(r"(Traceback|Error|Exception)\b")
+ERROR_LINE = re.compile(r"(Traceback|Error|Exception)\b|Stopped by SIGTERM")
 
 
 class ReportError(ValueError):
@@ -129,6 +129,8 @@ def why_no_results(run: Run, now: float | None = None) -> str:
     max_epochs = (run.config.get("trainer") or {}).get("max_epochs")
     progress = f"{epochs} of {max_epochs} epochs logged" if epochs is not None else \
         "no csv/metrics.csv"
+    if error and "Stopped by SIGTERM" in error:
+        return f"stopped by SIGTERM ({progress}): {error}"
     if error:
         return f"crashed ({progress}): {error}"
     age = (now or time.time()) - _newest_write(folder)

@@ -60,6 +60,8 @@ class Extractor(Protocol):
     package versions included) form the cache key; ``num_points`` is P; ``extra_shapes``
     gives the shape of every array ``extract`` returns in its extra dict (e.g. the full
     478-point mesh, the face box), so misses can be stored as NaN of the same shape.
+    Optional ``face_box_extra``: the extra holding the backend's own detected face box
+    (xyxy in [0, 1] of its input image), which becomes the record's ``face_box``.
     """
 
     name: str

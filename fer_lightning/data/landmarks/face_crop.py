@@ -99,7 +99,7 @@ class MtcnnDetector(LazyModel):
         if boxes is None:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), \
                 np.zeros((0, 5, 2), np.float32)
-        # MTCNN returns numpy object arrays: convert before arithmetic (REFERENCE.md).
+        # MTCNN returns numpy object arrays: convert before arithmetic.
         return (np.asarray(boxes, np.float32).reshape(-1, 4),
                 np.asarray(probs, np.float32).reshape(-1),
                 np.asarray(points, np.float32).reshape(-1, 5, 2))

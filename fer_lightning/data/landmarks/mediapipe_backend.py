@@ -9,11 +9,21 @@ Two APIs, chosen at load time:
 
 MediaPipe runs its own face detector, so a flat or non-face image yields None. Small
 pre-cropped faces are upsampled to ``upsample_to`` px first.
+
+Importing mediapipe 0.10.21's bindings next to protobuf 6 prints a harmless
+``AttributeError: 'MessageFactory' object has no attribute 'GetPrototype'`` (the
+bindings probe an API that protobuf removed, catch the error and print it). That one
+line is dropped; anything else the import prints is passed on, and import errors are
+raised as usual.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -42,6 +52,25 @@ NO_MODEL = (
 )
 
 
+#: The line protobuf >= 5 makes mediapipe 0.10.21 print at import (harmless).
+PROTOBUF_NOISE = "'MessageFactory' object has no attribute 'GetPrototype'"
+
+
+def import_mediapipe() -> tuple[ModuleType, Any]:
+    """``mediapipe`` and its legacy ``solutions`` package (None when absent), imported
+    without the protobuf noise line; other output of the import is printed as usual."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            mp = require("mediapipe", "mediapipe")
+            solutions = getattr(mp, "solutions", None)  # imports the framework bindings
+    finally:
+        for line in captured.getvalue().splitlines(keepends=True):
+            if PROTOBUF_NOISE not in line:
+                sys.stderr.write(line)
+    return mp, solutions
+
+
 class MediapipeExtractor(LazyModel):
     """68 iBUG points mapped from MediaPipe's mesh; extra: ``mesh`` (478, 3) x, y in [0, 1]
     and MediaPipe's relative depth z."""
@@ -68,10 +97,9 @@ class MediapipeExtractor(LazyModel):
         return {"mesh": (MESH_POINTS, 3)}
 
     def _load(self) -> tuple[str, Any]:
-        mp = require("mediapipe", "mediapipe")
+        mp, solutions = import_mediapipe()
         if self.task_model_path:
             return "tasks", self._load_task(mp)
-        solutions = getattr(mp, "solutions", None)
         if solutions is None or not hasattr(solutions, "face_mesh"):
             raise RuntimeError(NO_MODEL.format(install=INSTALL["mediapipe"], url=TASK_URL))
         return "solutions", solutions.face_mesh.FaceMesh(

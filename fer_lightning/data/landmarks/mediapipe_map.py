@@ -1,7 +1,7 @@
 """MediaPipe face mesh (468 / 478 points) -> the 68-point iBUG / dlib scheme.
 
-No official correspondence exists; this is the commonly used one (after
-PeizhiYan/Mediapipe_2_Dlib_Landmarks, as listed in REFERENCE.md): each iBUG point is
+No official correspondence exists; this is the commonly used one (after the public
+PeizhiYan/Mediapipe_2_Dlib_Landmarks; docs/landmarks.md lists it): each iBUG point is
 one mesh vertex or the mean of two. The 10 iris points that ``refine_landmarks`` adds
 (468-477) are not used, so 468- and 478-point meshes map alike.
 """

@@ -1,4 +1,6 @@
-"""facenet-pytorch's MTCNN: a face box and 5 points (seed 003's landmark source).
+"""facenet-pytorch's MTCNN: a face box and 5 points (the landmark source of the MS-FPN
+region pseudo-labels; Zhang et al. use RetinaFace's box and 5 points, which need weights
+from a hub).
 
 The 5 points keep MTCNN's order, which is the image's: image-left eye, image-right eye,
 nose, image-left mouth corner, image-right mouth corner. Pre-cropped faces are upsampled
@@ -28,10 +30,13 @@ ORDER = ("image_left_eye", "image_right_eye", "nose", "image_left_mouth", "image
 
 
 class MtcnnExtractor:
-    """5 points from MTCNN; extra: ``box`` (xyxy in [0, 1] of the input image) and ``prob``."""
+    """5 points from MTCNN; extra: ``box`` (xyxy in [0, 1] of the input image, MTCNN's
+    own face box: the pipeline's ``face_box``) and ``prob`` (its confidence, which the
+    quality filter's ``min_prob`` reads)."""
 
     name = "mtcnn"
     num_points = 5
+    face_box_extra = "box"
 
     def __init__(self, upsample_to: int = 192, pad: float = 0.25, min_face_size: int = 20,
                  thresholds: tuple[float, ...] = (0.6, 0.7, 0.7)) -> None:

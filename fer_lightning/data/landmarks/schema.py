@@ -1,10 +1,16 @@
-"""The 68-point iBUG / dlib landmark scheme: index groups and the horizontal-flip permutation.
+"""The landmark schemes (68 iBUG / dlib points, MTCNN's 5): index groups, horizontal-flip
+permutations, organ centres and the mean face.
 
-Every landmark in fer_lightning is stored in this order, whatever backend produced it,
-so that encodings, augmentation and region boxes can rely on fixed indices.
+Every landmark in fer_lightning is stored in one of these orders, whatever backend
+produced it, so that encodings, augmentation, region boxes and the quality filter can
+rely on fixed indices. This module imports nothing of the project: it is the lowest
+floor, and sources, the cache and the encodings all import from it (docs/landmarks.md
+shows the scheme).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +74,8 @@ def flip_permutation_for(num_points: int) -> np.ndarray:
     return permutations[num_points]
 
 
-#: The emotion regions of seed 003 (Sec. 3.2), in the order of the `regions` encoding.
+#: The emotion regions of MS-FPN (Zhang et al., Sec. 3.2), in the order of the `regions`
+#: encoding.
 #: Left and right are the subject's, as in iBUG (left eye = points 42-47).
 REGION_NAMES = ("face", "left_eye", "right_eye", "nose", "mouth")
 
@@ -84,3 +91,88 @@ def contour_segments() -> np.ndarray:
 
 
 CONTOUR_SEGMENTS: np.ndarray = contour_segments()
+
+
+def organ_centres(points: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """Image-left eye, image-right eye, nose, image-left and image-right mouth corner of
+    (B, P, 2) landmarks (numpy or torch, 68 or 5 points), each (B, 2).
+
+    The image-left eye is the subject's right one (iBUG 36-41, MTCNN's first point). The
+    68-point nose sits 70 % of the way from the bridge's mean to the tip (30), where
+    MTCNN puts its nose point.
+    """
+    if points.shape[1] == NUM_POINTS:
+        nose = points[:, slice(*GROUPS["nose_bridge"])].mean(1) * 0.3 + points[:, 30] * 0.7
+        return (points[:, slice(*GROUPS["right_eye"])].mean(1),
+                points[:, slice(*GROUPS["left_eye"])].mean(1), nose, points[:, 48],
+                points[:, 54])
+    if points.shape[1] == len(FIVE_POINT_NAMES):
+        return points[:, 0], points[:, 1], points[:, 2], points[:, 3], points[:, 4]
+    raise ValueError(f"expected 68-point or 5-point landmarks, got {points.shape[1]} points")
+
+
+# -- the mean face ---------------------------------------------------------------------
+
+
+def _eye(cx: float, cy: float = -0.11, half_w: float = 0.075) -> np.ndarray:
+    """Six eye points: the corner nearer the image left first, then upper lid, far corner,
+    lower lid. That order is iBUG's for both eyes (36 outer right, 42 inner left)."""
+    up, down = 0.034, 0.027
+    return np.array(
+        [
+            [cx - half_w, cy],
+            [cx - half_w / 3, cy - up],
+            [cx + half_w / 3, cy - up],
+            [cx + half_w, cy],
+            [cx + half_w / 3, cy + down],
+            [cx - half_w / 3, cy + down],
+        ]
+    )
+
+
+def mean_face() -> np.ndarray:
+    """(68, 2) landmarks of the mean neutral face in canonical coordinates, iBUG order:
+    x to the image right, y down, in units of the image width, origin between the eyes
+    and the nose. The synthetic faces are drawn around it; shifted by ``FACE_CENTRE`` it
+    is the fallback shape of faces no backend found (``canonical_mean_shape``)."""
+    t = np.linspace(0.0, np.pi, 17)
+    jaw = np.stack([-0.39 * np.cos(t), -0.08 + 0.44 * np.sin(t) ** 0.8], axis=1)
+    right_brow = np.array(
+        [[-0.34, -0.185], [-0.28, -0.215], [-0.21, -0.228], [-0.14, -0.222], [-0.075, -0.205]]
+    )
+    left_brow = right_brow[::-1] * [-1.0, 1.0]
+    bridge = np.array([[0.0, -0.14], [0.0, -0.085], [0.0, -0.03], [0.0, 0.03]])
+    nose = np.array([[-0.06, 0.075], [-0.03, 0.09], [0.0, 0.098], [0.03, 0.09], [0.06, 0.075]])
+    outer_lip = np.array(
+        [
+            [-0.13, 0.22], [-0.085, 0.194], [-0.035, 0.178], [0.0, 0.184], [0.035, 0.178],
+            [0.085, 0.194], [0.13, 0.22], [0.085, 0.254], [0.04, 0.27], [0.0, 0.273],
+            [-0.04, 0.27], [-0.085, 0.254],
+        ]
+    )  # fmt: skip
+    inner_lip = np.array(
+        [
+            [-0.11, 0.22], [-0.04, 0.214], [0.0, 0.215], [0.04, 0.214],
+            [0.11, 0.22], [0.04, 0.225], [0.0, 0.226], [-0.04, 0.225],
+        ]
+    )  # fmt: skip
+    parts = [jaw, right_brow, left_brow, bridge, nose, _eye(-0.17), _eye(0.17)]
+    return np.concatenate(parts + [outer_lip, inner_lip]).astype(np.float64)
+
+
+#: Where ``mean_face``'s origin sits in a FER2013-like face crop, in [0, 1] coordinates.
+FACE_CENTRE = (0.5, 0.47)
+
+
+def canonical_mean_shape(num_points: int) -> np.ndarray:
+    """A neutral frontal face in [0, 1] image coordinates, centred like a FER2013 crop:
+    the mean face (68 points), or its 5 MTCNN points (eye centres, nose, mouth corners,
+    in image order). Float32."""
+    face = (mean_face() + np.array(FACE_CENTRE))[None].astype(np.float32)
+    if num_points == NUM_POINTS:
+        return face[0]
+    if num_points == len(FIVE_POINT_NAMES):
+        left_eye, right_eye, _, left_mouth, right_mouth = organ_centres(face)
+        return np.concatenate([left_eye, right_eye, face[:, 30], left_mouth, right_mouth]
+                              ).astype(np.float32)
+    raise ValueError(f"no canonical mean shape for {num_points} points (68 or 5)")

@@ -61,7 +61,15 @@ class ListedImage:
 
 
 class Source(Protocol):
-    """A dataset format. Implementations live one per file in ``data/sources``."""
+    """A dataset format. Implementations live one per file in ``data/sources``.
+
+    Optional, beyond the protocol: ``sample_digest(split, index) -> bytes``, a fast
+    digest of the bytes sample ``index``'s image comes from (e.g. BLAKE2b of its image
+    file, of its csv row's pixels, or, for generated data, of the config and index). It
+    must change whenever ``load(split, index).image`` can change. The landmark cache
+    keys its rows by it; without it the cache hashes the decoded image, which is always
+    right but decodes every image (docs/landmarks.md, "The cache").
+    """
 
     class_names: list[str]
 

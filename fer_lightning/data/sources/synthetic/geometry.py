@@ -14,7 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fer_lightning.data.landmarks.schema import FLIP_PERMUTATION, GROUPS, NUM_POINTS
+from fer_lightning.data.landmarks.schema import (  # mean_face lives in schema (lowest floor)
+    FLIP_PERMUTATION,
+    GROUPS,
+    NUM_POINTS,
+    mean_face,
+)
 
 CLASS_NAMES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 ANGRY, DISGUST, FEAR, HAPPY, SAD, SURPRISE, NEUTRAL = range(7)
@@ -25,52 +30,9 @@ _MARGIN = 0.01  # landmarks are kept this far inside the image border
 
 
 # ---------------------------------------------------------------------------------------
-# Shape model: mean face, identity basis, expression fields (canonical coordinates:
+# Shape model: identity basis, expression fields around schema.mean_face (canonical coordinates:
 # x to the image right, y down, units of image width, origin between eyes and nose).
 # ---------------------------------------------------------------------------------------
-
-
-def _eye(cx: float, cy: float = -0.11, half_w: float = 0.075) -> np.ndarray:
-    """Six eye points: the corner nearer the image left first, then upper lid, far corner,
-    lower lid. That order is iBUG's for both eyes (36 outer right, 42 inner left)."""
-    up, down = 0.034, 0.027
-    return np.array(
-        [
-            [cx - half_w, cy],
-            [cx - half_w / 3, cy - up],
-            [cx + half_w / 3, cy - up],
-            [cx + half_w, cy],
-            [cx + half_w / 3, cy + down],
-            [cx - half_w / 3, cy + down],
-        ]
-    )
-
-
-def mean_face() -> np.ndarray:
-    """(68, 2) landmarks of the mean neutral face in canonical coordinates, iBUG order."""
-    t = np.linspace(0.0, np.pi, 17)
-    jaw = np.stack([-0.39 * np.cos(t), -0.08 + 0.44 * np.sin(t) ** 0.8], axis=1)
-    right_brow = np.array(
-        [[-0.34, -0.185], [-0.28, -0.215], [-0.21, -0.228], [-0.14, -0.222], [-0.075, -0.205]]
-    )
-    left_brow = right_brow[::-1] * [-1.0, 1.0]
-    bridge = np.array([[0.0, -0.14], [0.0, -0.085], [0.0, -0.03], [0.0, 0.03]])
-    nose = np.array([[-0.06, 0.075], [-0.03, 0.09], [0.0, 0.098], [0.03, 0.09], [0.06, 0.075]])
-    outer_lip = np.array(
-        [
-            [-0.13, 0.22], [-0.085, 0.194], [-0.035, 0.178], [0.0, 0.184], [0.035, 0.178],
-            [0.085, 0.194], [0.13, 0.22], [0.085, 0.254], [0.04, 0.27], [0.0, 0.273],
-            [-0.04, 0.27], [-0.085, 0.254],
-        ]
-    )  # fmt: skip
-    inner_lip = np.array(
-        [
-            [-0.11, 0.22], [-0.04, 0.214], [0.0, 0.215], [0.04, 0.214],
-            [0.11, 0.22], [0.04, 0.225], [0.0, 0.226], [-0.04, 0.225],
-        ]
-    )  # fmt: skip
-    parts = [jaw, right_brow, left_brow, bridge, nose, _eye(-0.17), _eye(0.17)]
-    return np.concatenate(parts + [outer_lip, inner_lip]).astype(np.float64)
 
 
 def _group(name: str) -> np.ndarray:

@@ -252,6 +252,10 @@ class SyntheticFaces:
         landmarks = np.clip(landmarks, 0.0, 1.0, out=landmarks).astype(np.float32)
         return RawSample(image=image, label=params.label, landmarks=landmarks, landmarks_valid=True)
 
+    def sample_digest(self, split: str, index: int) -> bytes:
+        """Content digest for the landmark cache: the image follows from the config."""
+        return f"{self.fingerprint()}/{split}/{index}".encode()
+
     def fingerprint(self) -> str:
         """A short stable hash of the configuration and generator version (cache keys)."""
         config = {

@@ -1,0 +1,57 @@
+"""One place for what a run prints and what its ``train.log`` holds.
+
+Hydra's job logging gives the root logger a console handler and a file handler
+(``<run folder>/train.log``; see ``conf/hydra/default.yaml``). Lightning attaches its own
+console handler to its loggers and stops them propagating when it is imported before that
+configuration exists (always, here), so its lines reached the terminal but never the file.
+"""
+
+from __future__ import annotations
+
+import logging
+
+#: Libraries whose log records should reach the run's handlers (console and train.log).
+LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "torchmetrics")
+#: Starts of library messages that read like problems but say nothing about the run.
+NOISE = (
+    "💡 Tip:",  # Lightning's advertisement for its hosted logger, on every Trainer
+)
+
+
+class DropNoise(logging.Filter):
+    """Drops records whose message starts with one of :data:`NOISE`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(NOISE)
+
+
+class ConsoleFilter(DropNoise):
+    """Also drops records logged with ``extra={"console": False}`` (lines a progress bar
+    already shows on the terminal; they still go to train.log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return super().filter(record) and getattr(record, "console", True)
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.StreamHandler) \
+        and not isinstance(handler, logging.FileHandler)
+
+
+def configure_run_logging() -> None:
+    """Route Lightning's records and Python warnings through the root logger's handlers
+    (when Hydra has configured them) and filter noise; idempotent."""
+    root = logging.getLogger()
+    if root.handlers:
+        for name in LIBRARY_LOGGERS:
+            library = logging.getLogger(name)
+            for handler in list(library.handlers):
+                library.removeHandler(handler)
+            library.propagate = True
+        logging.captureWarnings(True)
+    handlers = [*root.handlers, *(handler for name in LIBRARY_LOGGERS
+                                  for handler in logging.getLogger(name).handlers)]
+    for handler in handlers:
+        wanted = ConsoleFilter if _is_console(handler) else DropNoise
+        if not any(type(existing) is wanted for existing in handler.filters):
+            handler.addFilter(wanted())
