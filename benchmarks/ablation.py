@@ -1,6 +1,6 @@
 """The README's ablation answer: multi-seed grids on the synthetic faces, then the report.
 
-    python -m benchmarks.ablation                      # both grids, ~20 min on 2 quiet cores
+    python -m benchmarks.ablation                      # both grids, 15-30 min on 2 quiet cores
     python -m benchmarks.ablation --grids mba          # one of them
     python -m benchmarks.ablation --dry-run            # print the commands only
     python -m benchmarks.ablation --readme README.md   # also fill README's ablation block
@@ -32,12 +32,13 @@ from .run import RESULTS, machine
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "ablation"
 
-#: One budget for every run: 3,000 training faces x 5 epochs, val on 500 faces per epoch,
-#: test on 1,000 (one face = 0.1 point). Estimated from the throughput in
-#: benchmarks/RESULTS.md (train steps, rendering, evaluation, ~4 s per run of set-up):
-#: about 30 s per mini_xception run with head=gap, 45 s with head=fc, 25-35 s for mba on
-#: 2 quiet cores, i.e. ~16 + ~3 minutes for the two grids.
-TRAIN_SIZE, EPOCHS = 3000, 5
+#: One budget for every run: 2,000 training faces x 5 epochs, val on 500 faces per epoch,
+#: test on 1,000 (one face = 0.1 point). Time for both grids on 2 quiet cores: ~13 min from
+#: the throughput in benchmarks/RESULTS.md, up to ~30 min extrapolated from the slowest
+#: cell (head=fc, landmarks=groundtruth, loss=focal) measured at 3,000 faces on a shared
+#: machine (5 min 26 s with one torch thread, test acc 0.45). mba runs first: its 6 runs
+#: show the pace within minutes.
+TRAIN_SIZE, EPOCHS = 2000, 5
 
 
 def budget(train_size: int = TRAIN_SIZE, epochs: int = EPOCHS) -> list[str]:
@@ -46,14 +47,15 @@ def budget(train_size: int = TRAIN_SIZE, epochs: int = EPOCHS) -> list[str]:
             "data.source.test_size=1000", f"trainer.max_epochs={epochs}",
             "callbacks.progress_bar=null", "callbacks.model_summary=null"]
 
+
 #: grid name -> (title, the grid's own overrides).
 GRIDS = {
-    "mini_xception": ("mini_xception: landmarks x head x loss, 3 seeds",
-                      ["model=mini_xception", "landmarks=none,groundtruth", "head=gap,fc",
-                       "loss=ce,focal", "seed=1,2,3"]),
     "mba": ("mba (heatmap encoding, the paper's single FC layer): landmarks, 3 seeds",
             ["model=mba", "head=fc", "head.hidden=[]", "landmarks=none,groundtruth",
              "seed=1,2,3"]),
+    "mini_xception": ("mini_xception: landmarks x head x loss, 3 seeds",
+                      ["model=mini_xception", "landmarks=none,groundtruth", "head=gap,fc",
+                       "loss=ce,focal", "seed=1,2,3"]),
 }
 BEGIN = "<!-- ablation-report:begin"
 END = "<!-- ablation-report:end -->"

@@ -26,7 +26,10 @@ TINY_RUN = ["data.source.train_size=48", "data.source.val_size=32", "data.source
 
 
 def run_module(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
+    # One torch thread per process: tiny batches gain nothing from two, and on a busy
+    # machine (or with submitit's parallel jobs) two threads per process thrash.
+    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1",
+           "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
 
