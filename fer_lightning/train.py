@@ -48,7 +48,7 @@ def build_datamodule(cfg: DictConfig) -> FERDataModule:
     return instantiate(
         cfg.data,
         use_landmarks=bool(landmarks["enabled"]),
-        landmark_encoding=getattr(net_class(cfg), "landmark_encoding", None),
+        landmark_encoding=net_class(cfg).landmark_encoding,
         landmarks=landmarks,
         **encoding_options,
     )

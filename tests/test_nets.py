@@ -1,10 +1,19 @@
-"""mini-Xception sizes against seed 001 and Arriaga et al., heads, shapes."""
+"""mini-Xception sizes against key-point mini-Xception (Selvam et al.) and Arriaga et al.,
+heads, shapes; the net contract every family declares (nets/base.py)."""
+
+import inspect
+from pathlib import Path
 
 import pytest
 import torch
 
-from fer_lightning.nets.heads import ClassifierHead
+import fer_lightning
+from fer_lightning.config import ConfigError, build_net, check_config, net_class
+from fer_lightning.data.encodings import ENCODINGS
+from fer_lightning.nets.base import FERNet, StagedFineTunable
+from fer_lightning.nets.heads import POOLS, ClassifierHead
 from fer_lightning.nets.mini_xception import MiniXception
+from fer_lightning.nets.vgg_cbam import VGGCBAM
 
 GAP = {"pool": "gap", "hidden": [], "dropout": 0.0, "conv_kernel": 3}
 FC = {"pool": "flatten", "hidden": [3072, 1536], "dropout": 0.5}
@@ -14,13 +23,13 @@ def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_gap_model_has_seed001_size():
-    # seed 001 Fig. 4a: "about 0.2 Million parameters"; 5 residual modules at 48x48.
+def test_gap_model_has_the_papers_size():
+    # Selvam et al. Fig. 4a: "about 0.2 Million parameters"; 5 residual modules at 48x48.
     assert n_params(MiniXception(7, 1, 48, GAP)) == 201_079
 
 
-def test_fc_model_has_seed001_size():
-    # seed 001 Fig. 4b: "about 8 Million Parameters".
+def test_fc_model_has_the_papers_size():
+    # Selvam et al. Fig. 4b: "about 8 Million Parameters".
     assert n_params(MiniXception(7, 1, 48, FC)) == 8_064_631
 
 
@@ -50,3 +59,62 @@ def test_too_small_image_names_the_key_and_minimum():
 def test_head_rejects_unknown_pool():
     with pytest.raises(ValueError, match=r"head.pool must be one of \['gap', 'flatten'\]"):
         ClassifierHead(16, 7, (2, 2), pool="max")
+
+
+# --- the declared net contract (nets/base.py) ------------------------------------------
+
+FAMILIES = sorted(p.stem for p in (Path(fer_lightning.__file__).parent / "conf" / "model")
+                  .glob("*.yaml") if not p.stem.startswith("_"))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_declares_the_contract(make_cfg, family):
+    cfg = make_cfg(f"model={family}")
+    declared = net_class(cfg)
+    assert issubclass(declared, FERNet)
+    assert declared.landmark_encoding in ENCODINGS
+    assert set(declared.supported_heads) <= set(POOLS)
+    with torch.device("meta"):
+        net = build_net(cfg, num_classes=7)
+    forward = inspect.signature(net.forward).parameters
+    assert set(net.input_keys) <= set(forward), "forward must take every declared batch key"
+
+
+def test_a_target_that_is_no_family_is_a_config_error(make_cfg):
+    cfg = make_cfg("model._target_=torch.nn.Linear")
+    with pytest.raises(ConfigError, match=r"model._target_=torch.nn.Linear is not a network "
+                                          r"family: it must subclass .*FERNet"):
+        check_config(cfg)
+
+
+def test_a_family_declaring_an_unknown_head_fails_at_definition():
+    with pytest.raises(TypeError, match=r"supported_heads must be a non-empty subset of "
+                                        r"\['gap', 'flatten'\], got \['max'\]"):
+        type("Bad", (FERNet,), {"supported_heads": ("max",)})
+
+
+def test_nets_receive_plain_containers(make_cfg):
+    cfg = make_cfg("model=ms_fpn", "model.backbone=resnet18", "data.image_size=64",
+                   "landmarks=groundtruth")
+    with torch.device("meta"):
+        net = build_net(cfg, num_classes=7)
+    assert type(net.detector.config.rpn_post_nms_top_n) is dict
+    cfg = make_cfg("model=vgg_cbam", "model.layers=[8,M,8]")
+    seen = {}
+    original = VGGCBAM.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch, torch.device("meta"):
+        patch.setattr(VGGCBAM, "__init__", spy)
+        build_net(cfg, num_classes=7)
+    assert type(seen["layers"]) is list and type(seen["head"]) is dict
+
+
+def test_staged_finetune_hooks_are_the_declared_protocol():
+    assert isinstance(MiniXception(7, 1, 48, GAP), FERNet)
+    assert not isinstance(MiniXception(7, 1, 48, GAP), StagedFineTunable)
+    with torch.device("meta"):
+        assert isinstance(VGGCBAM(7, 3, 32, GAP), StagedFineTunable)
