@@ -17,7 +17,8 @@ SWAPPABLE_GROUPS = ("data", "landmarks", "model", "head", "loss", "optimizer", "
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    """The options of a group; files named ``_*.yaml`` are shared bases, not options."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def test_every_group_of_the_design_exists():
