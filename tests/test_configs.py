@@ -112,7 +112,7 @@ def test_sweep_files_only_name_options_that_exist(make_cfg):
                 check_config(make_cfg(*fixed, f"{key}={value}"))
 
 
-def test_seed001_experiment_reaches_all_four_table1_variants(make_cfg):
+def test_keypoint_experiment_reaches_all_four_table1_variants(make_cfg):
     for head, params in (("gap", 201_079), ("fc", 8_064_631)):
         for landmarks in ("dlib", "none"):
             cfg = make_cfg("+experiment=mini_xception_ferplus", f"head={head}",
@@ -125,7 +125,7 @@ def test_seed001_experiment_reaches_all_four_table1_variants(make_cfg):
             assert sum(p.numel() for p in net.parameters()) == params
 
 
-def test_seed001_experiment_trains_on_synthetic_faces(make_cfg):
+def test_keypoint_experiment_trains_on_synthetic_faces(make_cfg):
     from fer_lightning.train import train
 
     results = train(make_cfg("+experiment=mini_xception_ferplus", "data=synthetic",
@@ -176,4 +176,6 @@ def test_missing_dataset_names_the_path_and_how_to_run_on_synthetic_faces(make_c
     with pytest.raises(ConfigError, match=str(missing)) as error:
         train(make_cfg("+experiment=mba", f"data.root={missing}", tiny=False))
     assert "fer2013.csv" in str(error.value)  # the expected layout
-    assert "add data=synthetic landmarks=groundtruth" in str(error.value)
+    # the experiment's own hint, with the README's short synthetic budget (not 100 epochs)
+    assert ("+experiment=mba data=synthetic landmarks=groundtruth trainer=cpu "
+            "trainer.max_epochs=10") in str(error.value)

@@ -1,4 +1,5 @@
-"""StagedFineTuning (seed 002): stage boundaries, frozen layers, lr per stage, resume."""
+"""StagedFineTuning (VGG16-CBAM, Ghimire et al.): stage boundaries, frozen layers, lr per
+stage, resume."""
 
 import logging
 

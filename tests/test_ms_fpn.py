@@ -1,4 +1,4 @@
-"""MS-FPN (seed 003): shapes at every stage, anchors, detection targets, losses, runs."""
+"""MS-FPN (Zhang et al.): shapes at every stage, anchors, detection targets, losses, runs."""
 
 from __future__ import annotations
 
@@ -230,6 +230,7 @@ def test_experiment_is_the_paper_setting(make_cfg):
     assert cfg.trainer.max_epochs == 50 and cfg.trainer.precision == "16-mixed"
     assert cfg.head.dropout == 0.5 and cfg.loss._target_.endswith("FocalLoss")
     assert cfg.loss.gamma == 2.0
+    assert cfg.data.augment is None  # the paper mentions no augmentation
     assert cfg.optimized_metric == "val/mean_class_acc"
     assert cfg.callbacks.model_checkpoint.monitor == "val/mean_class_acc"
 

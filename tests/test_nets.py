@@ -10,6 +10,7 @@ import torch
 import fer_lightning
 from fer_lightning.config import ConfigError, build_net, check_config, net_class
 from fer_lightning.data.encodings import ENCODINGS
+from fer_lightning.modules.classifier import param_groups
 from fer_lightning.nets.base import FERNet, StagedFineTunable
 from fer_lightning.nets.heads import POOLS, ClassifierHead
 from fer_lightning.nets.mini_xception import MiniXception
@@ -118,3 +119,68 @@ def test_staged_finetune_hooks_are_the_declared_protocol():
     assert not isinstance(MiniXception(7, 1, 48, GAP), StagedFineTunable)
     with torch.device("meta"):
         assert isinstance(VGGCBAM(7, 3, 32, GAP), StagedFineTunable)
+
+
+# --- optimizer parameter groups: Keras-style L2 on conv kernels ------------------------
+
+def test_conv_l2_groups_hold_exactly_the_chosen_kernels():
+    net = MiniXception(7, 1, 48, GAP)
+    groups = param_groups(net, conv_l2=0.01, conv_l2_modules=r"^(stem|modules_\.\d+\.main)\.")
+    kernels, rest = groups
+    assert kernels["weight_decay"] == pytest.approx(0.02) and "weight_decay" not in rest
+    expected = [m.weight for name, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)
+                and (name.startswith("stem.") or ".main." in name)]
+    assert [id(p) for p in kernels["params"]] == [id(p) for p in expected]
+    assert len(expected) == 2 + 5 * 4  # 2 stem convs + 2 SepConvs x (depthwise, pointwise) x 5
+    assert sorted(map(id, kernels["params"] + rest["params"])) == \
+        sorted(map(id, net.parameters()))  # a partition: nothing lost, nothing twice
+    shortcuts = {id(m.weight) for name, m in net.named_modules() if "shortcut" in name
+                 and isinstance(m, torch.nn.Conv2d)}
+    assert shortcuts and not shortcuts & {id(p) for p in kernels["params"]}
+    every_conv = param_groups(net, conv_l2=0.01)[0]["params"]
+    assert len(every_conv) == sum(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+
+
+def test_conv_l2_weight_decay_is_the_keras_l2_loss_term():
+    torch.manual_seed(0)
+    net = MiniXception(7, 1, 48, GAP, num_modules=2)
+    twin = MiniXception(7, 1, 48, GAP, num_modules=2)
+    twin.load_state_dict(net.state_dict())
+    image, label = torch.randn(4, 1, 48, 48), torch.tensor([0, 1, 2, 3])
+    decayed = torch.optim.SGD(param_groups(net, conv_l2=0.01), lr=0.1)
+    torch.nn.functional.cross_entropy(net(image), label).backward()
+    decayed.step()
+    plain = torch.optim.SGD(twin.parameters(), lr=0.1)
+    kernels = [m.weight for m in twin.modules() if isinstance(m, torch.nn.Conv2d)]
+    loss = torch.nn.functional.cross_entropy(twin(image), label)
+    (loss + 0.01 * sum((w ** 2).sum() for w in kernels)).backward()  # Keras' l2(0.01)
+    plain.step()
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_conv_l2_bad_settings_name_the_key():
+    net = MiniXception(7, 1, 48, GAP)
+    with pytest.raises(ValueError, match=r"optimizer.conv_l2 must be >= 0, got -1"):
+        param_groups(net, conv_l2=-1)
+    with pytest.raises(ValueError, match=r"optimizer.conv_l2_modules='nothing' matches no "
+                                         r"Conv2d; the convs are named like \['stem.0.0'"):
+        param_groups(net, conv_l2=0.01, conv_l2_modules="nothing")
+    with pytest.raises(ValueError, match=r"torch.optim.AdamW's weight_decay is decoupled"):
+        param_groups(net, conv_l2=0.01, optimizer_target="torch.optim.AdamW")
+    assert len(param_groups(net)) == 1
+
+
+def test_keypoint_experiment_puts_arriaga_l2_into_the_optimizer(make_cfg):
+    from fer_lightning.train import build_module
+
+    cfg = make_cfg("+experiment=mini_xception_ferplus", "data=synthetic",
+                   "landmarks=groundtruth")
+    assert (cfg.callbacks.model_checkpoint.monitor, cfg.callbacks.model_checkpoint.mode) == \
+        ("val/loss", "min")  # Arriaga: ModelCheckpoint('val_loss', save_best_only=True)
+    module = build_module(cfg, build_net(cfg, 7), torch.nn.CrossEntropyLoss(), list("abcdefg"))
+    optimizer = module.configure_optimizers()["optimizer"]
+    kernels, rest = optimizer.param_groups
+    assert kernels["weight_decay"] == pytest.approx(0.02) and rest["weight_decay"] == 0.0
+    assert len(kernels["params"]) == 22 and all(p.ndim == 4 for p in kernels["params"])
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["lr"] == 1e-3

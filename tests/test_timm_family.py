@@ -1,4 +1,5 @@
-"""model=timm: any timm model by name, in_chans from the data, local weights, seed 002 baselines."""
+"""model=timm: any timm model by name, in_chans from the data, local weights, the baselines
+of VGG16-CBAM (Ghimire et al.)."""
 
 import logging
 

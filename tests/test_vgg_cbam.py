@@ -1,4 +1,5 @@
-"""model=vgg_cbam (seed 002): parameter counts, CBAM maths, pre-trained loading, experiments."""
+"""model=vgg_cbam (VGG16-CBAM, Ghimire et al.): parameter counts, CBAM maths, pre-trained
+loading, input scaling, experiments."""
 
 import logging
 

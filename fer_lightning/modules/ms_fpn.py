@@ -36,9 +36,10 @@ class MSFPNModule(FERClassifier):
     against the pseudo-label boxes of the ``regions`` encoding over the samples whose
     ``regions_valid`` is True (the others add no detection loss). Sec. 3.2 writes the
     detection loss as classification + lambda * regression and makes its anchor
-    classification term focal (the RPN objectness here); it writes no emotion loss and
-    no lambda. ``+experiment=ms_fpn`` uses focal cross-entropy for the emotion loss too
-    (our choice; ``loss=ce`` is plain cross-entropy) and weights 1 / 1 (our choice).
+    classification term focal (the RPN objectness here); it gives no value for lambda
+    and writes no emotion loss. ``+experiment=ms_fpn`` uses focal cross-entropy for the
+    emotion loss too (our choice; ``loss=ce`` is plain cross-entropy) and weights 1 / 1
+    (our choice).
     The regions are those of the ``regions`` encoding, ``REGION_NAMES`` order; the net
     must be built for as many.
 
@@ -47,7 +48,8 @@ class MSFPNModule(FERClassifier):
     so the region branches learn from the right crops from the first step instead of
     from an untrained detector's random boxes; ``detected`` trains on the detector's own
     boxes, as at inference. Validation and test always use the detector's boxes, never
-    the landmarks (Fig. 1), and log the IoU of the best detection per region class with
+    the landmarks (Sec. 3.1: the detector locates the regions, landmarks only give its
+    training targets), and log the IoU of the best detection per region class with
     its pseudo-label box (``{stage}/iou_<region>`` and the mean ``{stage}/region_iou``).
     """
 

@@ -1,6 +1,7 @@
 """MBA (Colaco & Han): scalable landmark + image network with multi-branch attention.
 
-Sec. II of the paper (Fig. 1 is not in the text we have), stage by stage:
+Sec. II of the paper, stage by stage (we work from its text: what only its Fig. 1 shows
+is not available to us):
 
 1. Two feature-learning subnetworks of the same mini-Xception design, one on the face
    image and one on the landmark image (our ``heatmap`` encoding, batch key

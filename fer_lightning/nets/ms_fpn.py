@@ -407,6 +407,6 @@ class MSFPN(FERNet):
         return MSFPNOutput(logits, detections, losses, boxes)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Emotion logits; regions come from the detector (inference, Fig. 1)."""
+        """Emotion logits; regions come from the detector (inference, Sec. 3.1)."""
         return self.run(image).logits
 
