@@ -179,3 +179,22 @@ def test_missing_dataset_names_the_path_and_how_to_run_on_synthetic_faces(make_c
     # the experiment's own hint, with the README's short synthetic budget (not 100 epochs)
     assert ("+experiment=mba data=synthetic landmarks=groundtruth trainer=cpu "
             "trainer.max_epochs=10") in str(error.value)
+
+
+def readme_synthetic_commands() -> list[str]:
+    """The synthetic commands of the README's "The papers' experiments" section."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### The papers' experiments", 1)[1].split("\n### ", 1)[0]
+    return [line.strip() for line in section.splitlines()
+            if line.startswith("python -m fer_lightning +experiment=") and "data=synthetic" in line]
+
+
+def test_readme_synthetic_commands_are_the_experiments_no_data_hints(make_cfg):
+    commands = readme_synthetic_commands()
+    named = {command.split("+experiment=")[1].split()[0] for command in commands}
+    assert {"mba", "mini_xception_ferplus", "vgg_cbam", "ms_fpn", "baseline_small_cnn"} <= named
+    for command in commands:
+        experiment = command.split("+experiment=")[1].split()[0]
+        hint = make_cfg(f"+experiment={experiment}", tiny=False).hint_without_data
+        assert command in " ".join(hint.split()), f"{experiment}: README and hint differ"
+        assert "trainer.max_epochs=" in command  # a short budget, not the paper's epochs

@@ -166,6 +166,8 @@ def test_conv_l2_bad_settings_name_the_key():
     with pytest.raises(ValueError, match=r"optimizer.conv_l2_modules='nothing' matches no "
                                          r"Conv2d; the convs are named like \['stem.0.0'"):
         param_groups(net, conv_l2=0.01, conv_l2_modules="nothing")
+    with pytest.raises(ValueError, match=r"optimizer.conv_l2_modules='\(' is not a regular"):
+        param_groups(net, conv_l2=0.01, conv_l2_modules="(")
     with pytest.raises(ValueError, match=r"torch.optim.AdamW's weight_decay is decoupled"):
         param_groups(net, conv_l2=0.01, optimizer_target="torch.optim.AdamW")
     assert len(param_groups(net)) == 1

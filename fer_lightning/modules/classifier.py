@@ -41,7 +41,11 @@ def param_groups(module: nn.Module, conv_l2: float = 0.0, conv_l2_modules: str |
     if optimizer_target.rsplit(".", 1)[-1] in DECOUPLED_WEIGHT_DECAY:
         raise ValueError(f"optimizer.conv_l2 is an L2 term in the loss; {optimizer_target}'s "
                          f"weight_decay is decoupled from the gradient: use optimizer=adam or sgd")
-    pattern = re.compile(conv_l2_modules) if conv_l2_modules else None
+    try:
+        pattern = re.compile(conv_l2_modules) if conv_l2_modules else None
+    except re.error as error:
+        raise ValueError(f"optimizer.conv_l2_modules={conv_l2_modules!r} is not a regular "
+                         f"expression: {error}") from None
     convs = {name: conv for name, conv in module.named_modules() if isinstance(conv, nn.Conv2d)}
     chosen = [conv.weight for name, conv in convs.items()
               if pattern is None or pattern.search(name)]
@@ -78,10 +82,10 @@ class FERClassifier(L.LightningModule):
 
     def _param_groups(self) -> list[dict[str, Any]]:
         """``param_groups`` of this module with the optimizer config's group keys."""
-        options = {key: self.hparams.optimizer[key] for key in PARAM_GROUP_KEYS
-                   if key in self.hparams.optimizer}
+        optimizer = self.hparams.optimizer or {}
+        options = {key: optimizer[key] for key in PARAM_GROUP_KEYS if key in optimizer}
         return param_groups(self, **options,
-                            optimizer_target=str(self.hparams.optimizer.get("_target_", "")))
+                            optimizer_target=str(optimizer.get("_target_", "")))
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.net(**{key: batch[key] for key in self.net.input_keys})
