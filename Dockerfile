@@ -1,14 +1,42 @@
-# CPU image of fer_lightning: `docker build -t fer-lightning .`
-#   docker run --rm fer-lightning                          # trains on the synthetic default
-#   docker run --rm fer-lightning +experiment=smoke
-# For GPUs, start from a CUDA runtime image and install torch's CUDA wheels instead.
-FROM python:3.11-slim
+# CPU image of fer_lightning. It installs what `make setup` installs (requirements/ and
+# pyproject.toml, in the same order; tests/test_docker.py checks it), landmark backends
+# included, with CPU-only torch wheels, and runs as a non-root user.
+#
+#   docker build -t fer-lightning .
+#   mkdir -p runs
+#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD/runs:/runs" fer-lightning
+#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD/runs:/runs" fer-lightning +experiment=smoke
+#
+# Arguments are overrides of `python -m fer_lightning`. Runs (logs/) and the landmark cache
+# (data/) are written under /runs, i.e. ./runs on the host. GPU clusters: Dockerfile.cuda.
+FROM python:3.11-slim-bookworm
 
-WORKDIR /app
-RUN pip install --no-cache-dir torch==2.14.1 torchvision==0.29.1
-COPY pyproject.toml README.md ./
-COPY fer_lightning ./fer_lightning
-RUN pip install --no-cache-dir .
+# System libraries OpenCV needs (mediapipe imports it); apt versions follow the base image.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 libsm6 libxext6 \
+    && rm -rf /var/lib/apt/lists/*
 
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONUNBUFFERED=1
+
+WORKDIR /opt/fer_lightning
+COPY requirements/ requirements/
+RUN pip install -r requirements/torch-cpu.txt \
+    && pip install -r requirements/landmarks.txt
+COPY pyproject.toml README.md LICENSE ./
+COPY fer_lightning/ fer_lightning/
+RUN pip install . \
+    && pip install --no-deps -r requirements/landmarks-nodeps.txt
+
+# Runs as uid 1000 (the usual first user of a Linux host, so a mounted ./runs is
+# writable); any other id works too (docker run --user): /runs and the home are open to all.
+RUN useradd --create-home --uid 1000 fer \
+    && chmod 1777 /home/fer \
+    && install -d -m 1777 /runs
+ENV HOME=/home/fer
+USER 1000
 WORKDIR /runs
 ENTRYPOINT ["python", "-m", "fer_lightning"]

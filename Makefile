@@ -1,33 +1,37 @@
-# Front door: `make train` and `make test` create the environment when needed.
+# Front door: `make train` and `make test` create the environment (.venv) when needed.
+#
+# What gets installed lives in pyproject.toml and requirements/; the Dockerfiles install
+# the same files in the same order (tests/test_docker.py checks it):
+#   1. $(TORCH_REQUIREMENTS)              torch + torchvision: requirements/torch.txt, or
+#                                         requirements/torch-cpu.txt for CPU-only wheels
+#   2. requirements/landmarks.txt         dlib + mediapipe's runtime dependencies (before
+#                                         the package, so its protobuf pin is kept)
+#   3. the package with the dev extra     pyproject.toml (editable here)
+#   4. requirements/landmarks-nodeps.txt  facenet-pytorch, mediapipe with --no-deps, last:
+#                                         no later install re-checks their old pins, so pip
+#                                         prints no dependency-conflict ERROR
+# A new dependency is one line: in pyproject.toml, or in a requirements file when it must
+# be installed a special way.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The torch / torchvision pair that installs and imports on these machines (REFERENCE.md).
-TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
-# Landmark backends (REFERENCE.md "Dependencies on these machines"): facenet-pytorch and
-# mediapipe 0.10.21 pin old torch / numpy / protobuf yet run fine here when installed
-# --no-deps; mediapipe 0.10.21 is the last release bundling its face-mesh models and it needs
-# protobuf 6.33.5. The dlib model files are found without importing face_recognition_models,
-# so setuptools >= 81 (no pkg_resources) is fine.
-LANDMARK_PKGS   ?= dlib-bin face-recognition-models
-LANDMARK_NODEPS ?= facenet-pytorch==2.6.0 mediapipe==0.10.21
-MEDIAPIPE_DEPS  ?= absl-py attrs flatbuffers matplotlib opencv-contrib-python sounddevice \
-                   protobuf==6.33.5
+TORCH_REQUIREMENTS ?= requirements/torch.txt
 
 .PHONY: setup train test lint bench preview clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(wildcard requirements/*.txt)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install $(TORCH_PINS)
+	$(BIN)/pip install -r $(TORCH_REQUIREMENTS)
+	$(BIN)/pip install -r requirements/landmarks.txt
 	$(BIN)/pip install -e ".[dev]"
-	$(BIN)/pip install $(LANDMARK_PKGS)
-	$(BIN)/pip install --no-deps $(LANDMARK_NODEPS)
-	$(BIN)/pip install $(MEDIAPIPE_DEPS)
+	@echo "Installing facenet-pytorch and mediapipe with --no-deps: they declare old torch/numpy/protobuf pins but run with the versions installed here (\`pip check\` lists those pins; that is expected)."
+	$(BIN)/pip install --no-deps -r requirements/landmarks-nodeps.txt
 	touch $(STAMP)
+	@echo "Environment ready in $(VENV). To run python -m fer_lightning, wandb or pytest yourself: source $(VENV)/bin/activate"
 
 train: setup
 	$(BIN)/python -m fer_lightning $(ARGS)

@@ -25,7 +25,7 @@ from .run import RESULTS, machine
 #: family -> the overrides that select it at a CPU-friendly size.
 FAMILIES: dict[str, tuple[str, ...]] = {
     "mini_xception": ("model=mini_xception",),
-    "mba": ("model=mba", "head.hidden=[]"),  # seed 000: a single FC layer
+    "mba": ("model=mba", "head.hidden=[]"),  # MBA (Colaco & Han): a single FC layer
     "vgg_cbam": ("model=vgg_cbam",),
     "timm_resnet18": ("model=timm", "model.name=resnet18"),
     "ms_fpn": ("model=ms_fpn", "model.backbone=resnet18", "data.image_size=96"),

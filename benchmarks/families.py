@@ -1,9 +1,10 @@
-"""Seed 002 family throughput and the Lightning overhead, as markdown table rows for make bench.
+"""VGG16-CBAM (Ghimire et al.) family throughput and the Lightning overhead, as markdown
+table rows for make bench.
 
     python -m benchmarks.families
 
 ``rows()``: training images / s (forward + backward + Adam step, every parameter trainable,
-batch 32, fp32, CPU) of ``+experiment=vgg_cbam`` and the timm baselines at seed 002's input
+batch 32, fp32, CPU) of ``+experiment=vgg_cbam`` and the timm baselines at the paper's input
 size, 224x224x3. ``overhead_rows()``: one Lightning training epoch (FERClassifier, its
 metrics and logging) over the time of a bare PyTorch loop over the same net and batches,
 mini_xception at 48x48.
@@ -22,7 +23,7 @@ from fer_lightning.modules.classifier import FERClassifier
 
 from .run import configured_net, train_step_rate
 
-#: label -> overrides building the net of seed 002's table at its paper input size.
+#: label -> overrides building the nets of the VGG16-CBAM paper's table at its input size.
 FAMILIES: dict[str, tuple[str, ...]] = {
     "vgg_cbam (VGG16 + CBAM + GAP)": ("+experiment=vgg_cbam",),
     "timm resnet50 + GAP": ("+experiment=baseline_resnet50_imagenet",),
@@ -32,7 +33,7 @@ CLASSES = 7
 
 
 def rows(steps: int = 2) -> list[str]:
-    """Markdown rows: | what | value | for each seed 002 family at 224x224x3."""
+    """Markdown rows: | what | value | for each VGG16-CBAM-paper family at 224x224x3."""
     lines = []
     for label, overrides in FAMILIES.items():
         rate, params = train_step_rate([*overrides, "data=synthetic"], size=224, channels=3,

@@ -1,4 +1,4 @@
-"""``make bench`` rows for seed 000's MBA network: CPU training throughput and size.
+"""``make bench`` rows for the MBA network (Colaco & Han): CPU training throughput and size.
 
     python -m benchmarks.mba          # prints the rows
 

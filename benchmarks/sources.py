@@ -1,4 +1,5 @@
-"""``make bench`` rows for the FER2013 / FER+ csv sources: parse time and peak memory.
+"""``make bench`` rows for the dataset sources: csv parse time and peak memory, and the
+cost of the image-file check every training run makes up front.
 
     python -m benchmarks.sources      # prints the rows
 
@@ -7,6 +8,12 @@ Writes a full-size synthetic fer2013.csv (35,887 rows: 28,709 Training, 3,589 Pu
 folder, then times what a training run pays before its first batch: the vectorised pixel
 parse into one uint8 array, and FER+'s vote processing for every split. Peak memory is
 the tracemalloc peak of a separate run (numpy reports its buffers to tracemalloc).
+
+The image check (``data.check_images``) is timed on a folder of 100x100 JPEGs (RAF-DB's
+aligned faces; AffectNet's are larger, which costs the header check nothing): the default
+header check, the same plus a face box read from each header (AffectNet csv), and the full
+decode of ``summary --verify-images``; files are in the page cache (a second pass), so
+the numbers are the CPU cost, not the disk's.
 """
 
 from __future__ import annotations
@@ -19,9 +26,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from fer_lightning.data.sources.base import ListedImage
 from fer_lightning.data.sources.fer2013 import read_fer_csv
 from fer_lightning.data.sources.ferplus import VOTE_COLUMNS, FERPlusSource
+from fer_lightning.data.sources.io import image_problems
 
 USAGE_COUNTS = {"Training": 28709, "PublicTest": 3589, "PrivateTest": 3589}
 DISTINCT_ROWS = 512  # pixel strings are cycled: parse cost is the same, writing is fast
@@ -77,6 +87,38 @@ def ferplus_ready(folder: Path, mode: str) -> None:
         source.split_info(split)
 
 
+CHECK_IMAGES = 2000
+
+
+def write_jpegs(folder: Path, n: int = CHECK_IMAGES, size: int = 100) -> list[Path]:
+    """``n`` distinct ``size`` x ``size`` JPEG faces-to-be (random smooth colour fields)."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        image = Image.fromarray(small).resize((size, size), Image.BILINEAR)
+        paths.append(folder / f"{i:05d}.jpg")
+        image.save(paths[-1], quality=90)
+    return paths
+
+
+def image_check_rows(folder: Path) -> list[str]:
+    """Seconds per 10,000 images of each ``data.check_images`` level."""
+    paths = write_jpegs(folder)
+    plain = [ListedImage(path) for path in paths]
+    boxed = [ListedImage(path, box=(10, 10, 80, 80)) for path in paths]
+    cases = [("header (default): signature + end marker", plain, False),
+             ("header + face box against the image size (AffectNet csv)", boxed, False),
+             ("full decode (summary --verify-images)", plain, True)]
+    lines = []
+    for what, images, full in cases:
+        image_problems(images, full=full)  # page cache warm
+        seconds = timed(lambda images=images, full=full: image_problems(images, full=full))
+        lines.append(f"| data.check_images, {what}, {len(images):,} 100x100 JPEGs (cached) "
+                     f"| {seconds * 10_000 / len(images):.2f} s per 10,000 images |")
+    return lines
+
+
 def rows() -> list[str]:
     """Markdown table rows ``| what | value |`` for RESULTS.md."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -96,6 +138,9 @@ def rows() -> list[str]:
             total = timed(lambda mode=mode: ferplus_ready(folder, mode), repeats=1)
             lines.append(f"| FER+ csv pair, label_mode={mode}: pixels + votes of all splits "
                          f"| {total:.2f} s |")
+        images = folder / "images"
+        images.mkdir()
+        lines += image_check_rows(images)
     return lines
 
 

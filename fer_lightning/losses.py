@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer_lightning.data.sources.ferplus import LABEL_MODES
+
 
 def inverse_frequency_weights(class_counts: Sequence[int]) -> torch.Tensor:
     """Class weights w_c = N / (K * N_c) (VGG16-CBAM, Ghimire et al., Eq. 5).
@@ -92,9 +94,6 @@ class FocalLoss(nn.Module):
         return loss.mean()
 
 
-SOFT_TARGET_MODES = ("majority", "crossentropy", "probability", "multi_target")
-
-
 class SoftTargetCrossEntropy(nn.Module):
     """Losses against a (B, K) target distribution: the FER+ training modes.
 
@@ -111,8 +110,8 @@ class SoftTargetCrossEntropy(nn.Module):
 
     def __init__(self, mode: str = "crossentropy", epsilon: float = 0.001) -> None:
         super().__init__()
-        if mode not in SOFT_TARGET_MODES:
-            raise ValueError(f"loss.mode={mode!r}; allowed values: {list(SOFT_TARGET_MODES)}")
+        if mode not in LABEL_MODES:
+            raise ValueError(f"loss.mode={mode!r}; allowed values: {list(LABEL_MODES)}")
         if not 0.0 < epsilon < 1.0:
             raise ValueError(f"loss.epsilon must be in (0, 1), got {epsilon}")
         self.mode = mode

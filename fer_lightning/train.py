@@ -26,6 +26,7 @@ from rich.table import Table
 
 from fer_lightning.config import ConfigError, build_net, check_config, net_class, resolve_ckpt_path
 from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.data.sources.base import DatasetError
 from fer_lightning.metrics import SCALAR_METRICS
 from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
 
@@ -213,9 +214,11 @@ def optimized_value(cfg: DictConfig, results: dict[str, Any]) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point of ``python -m fer_lightning``; a config error ends the run with
-    its message alone (no traceback) and exit status 1."""
+    """Hydra entry point of ``python -m fer_lightning``; a config or dataset error ends the
+    run with its message alone (no traceback) and exit status 1."""
     try:
         return optimized_value(cfg, train(cfg))
     except ConfigError as error:
         raise SystemExit(f"Config error: {error}") from None
+    except DatasetError as error:
+        raise SystemExit(f"Dataset error: {error}") from None

@@ -1,4 +1,4 @@
-"""Landmark backends on real photos that ship inside packages (REFERENCE.md).
+"""Landmark backends on real photos that ship inside packages (docs/landmarks.md).
 
 skimage's astronaut (512 x 512, plus a mission patch that dlib's HOG detector also calls
 a face), matplotlib's grace_hopper.jpg (512 x 600) and skimage's LFW subset (25 x 25,
@@ -81,7 +81,7 @@ def inside(point: np.ndarray, box: np.ndarray) -> bool:
 def test_hog_finds_the_patch_too_and_the_largest_face_wins() -> None:
     image = load_photo("astronaut")
     boxes, scores = HogDetector().detect(image)
-    assert len(boxes) == 2  # the face and the mission patch (REFERENCE.md)
+    assert len(boxes) == 2  # the face and the mission patch
     face = FaceCropper("hog").detect(image)
     assert inside(np.array([224, 126]), face)  # MediaPipe's nose tip on this photo
     assert not inside(np.array([170, 380]), face)  # the patch centre

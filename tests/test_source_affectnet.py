@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.sources.affectnet import AffectNet
+from fer_lightning.data.sources.base import DatasetError
 from fer_lightning.train import train
 from tests.fixtures_photos import (
     AFFECTNET_HEADER,
@@ -265,3 +267,85 @@ def test_fast_dev_run_npy_seven_classes(make_cfg, npy_root):
     results = train(make_cfg("data=affectnet", f"data.root={npy_root}",
                              "data.source.num_classes=7", *FAST, tiny=False))
     assert len(results["test"]["confusion_matrix"]) == 7
+
+
+# -- face boxes past the image, missing landmarks, paths, encodings ----------------------
+
+
+def one_row_release(tmp_path, box, points=None, path="7/g.png"):
+    """A csv release listing a 40x30 gradient image twice (training.csv and validation.csv
+    alike): with ``box``, ``points`` and ``path``, then whole, with landmarks at (10, 10)."""
+    root = tmp_path / "one"
+    (root / "Manually_Annotated_Images/7").mkdir(parents=True)
+    Image.fromarray(gradient_image(40, 30)).save(root / "Manually_Annotated_Images/7/g.png")
+    points = np.full((68, 2), 10.0) if points is None else points
+    lists = root / "Manually_Annotated_file_lists"
+    lists.mkdir()
+    rows = [AFFECTNET_HEADER, affectnet_row(path, box, points, 3),
+            affectnet_row("7/g.png", (0, 0, 40, 30), np.full((68, 2), 10.0), 1)]
+    for name in ("training.csv", "validation.csv"):
+        (lists / name).write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_face_box_past_the_border_is_clipped_not_padded_black(tmp_path):
+    points = np.full((68, 2), 36.5)
+    source = AffectNet(one_row_release(tmp_path, (30, 20, 20, 20), points), val_split="test")
+    sample = source.load("test", 0)
+    assert sample.image.shape == (10, 10, 3)  # x 30..40, y 20..30 of a 40x30 image
+    assert sample.image[0, 0].tolist() == [30, 20, 77] and sample.image.min() > 0
+    assert sample.landmarks[0].tolist() == pytest.approx([0.7, 1.0])  # (36.5+.5-30)/10
+
+
+def test_face_box_outside_the_image_fails_up_front_and_at_load(tmp_path):
+    source = AffectNet(one_row_release(tmp_path, (50, 40, 10, 10)), val_split="test")
+    expected = "face box x=50 y=40 w=10 h=10 lies outside the 40x30 image"
+    problems = FERDataModule(source).dataset_problems()
+    assert [problem.split(" (listed at ")[1] for problem in problems] == [
+        f"{source.root}/Manually_Annotated_file_lists/{name}:2): {expected}; expected a box "
+        f"overlapping the image" for name in ("training.csv", "validation.csv")]
+    with pytest.raises(DatasetError, match=f"g.png \\(listed at .*training.csv:2\\): {expected}"):
+        source.load("train", 0)
+
+
+def test_nan_landmarks_are_invalid_not_points(tmp_path):
+    points = np.full((68, 2), 10.0)
+    points[5] = np.nan
+    source = AffectNet(one_row_release(tmp_path, (0, 0, 40, 30), points), val_split="test")
+    sample = source.load("train", 0)
+    assert not sample.landmarks_valid
+    assert sample.landmarks.shape == (68, 2) and np.isfinite(sample.landmarks).all()
+    assert source.load("train", 1).landmarks_valid is True
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../../secret.jpg", "7/../../x.jpg"])
+def test_csv_paths_outside_the_image_folder_are_skipped_and_counted(tmp_path, path):
+    source = AffectNet(one_row_release(tmp_path, (0, 0, 40, 30), path=path), val_split="test")
+    info = source.split_info("train")
+    assert info.labels.tolist() == [1] and info.skipped == {"path_outside_root": 1}
+    assert source.path("train", 0).name == "g.png"
+
+
+def test_utf16_csv_rows_and_landmarks_are_read_by_offset(csv_root):
+    for name in ("training.csv", "validation.csv"):
+        path = csv_root / "Manually_Annotated_file_lists" / name
+        path.write_bytes(path.read_text().encode("utf-16"))
+    source = AffectNet(csv_root, val_split="test")
+    assert source.split_info("train").labels.tolist() == [0, 1, 2, 3, 4, 5, 6, 7] * 3
+    reference = AffectNet(write_affectnet_csv_copy(csv_root), val_split="test")
+    np.testing.assert_array_equal(source.load("train", 10).landmarks,
+                                  reference.load("train", 10).landmarks)
+
+
+def write_affectnet_csv_copy(csv_root):
+    """The same release again in UTF-8, next to ``csv_root``."""
+    copy = csv_root.parent / "utf8"
+    write_affectnet_csv(copy, {"train": TRAIN, "test": TEST})
+    return copy
+
+
+def test_npy_release_counts_macos_files_instead_of_reading_them(npy_root):
+    (npy_root / "train_set/annotations/._4_exp.npy").write_bytes(b"\x00\x05\x16\x07")
+    (npy_root / "train_set/images/._4.jpg").write_bytes(b"\x00\x05\x16\x07")
+    info = AffectNet(npy_root, val_split="test").split_info("train")
+    assert info.skipped == {"macos_resource_file": 1, "none": 1, "uncertain": 2, "no_face": 1}

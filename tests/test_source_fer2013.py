@@ -193,3 +193,23 @@ def test_train_csv_form_trains_validates_and_says_there_is_no_test(make_cfg, tmp
                              *SMALL_RUN, tiny=False))
     assert "val" in results and "test" not in results
     assert "test.csv has no labels" in caplog.text
+
+
+@pytest.mark.parametrize("writer", [write_fer2013_csv, write_icml_csv])
+def test_usage_form_without_its_usage_column_is_an_error_not_all_train(tmp_path, writer):
+    path = writer(tmp_path, ROWS)
+    lines = path.read_text().splitlines()
+    header = [name.strip() for name in lines[0].split(",")]
+    keep = [i for i, name in enumerate(header) if name != "Usage"]
+    rows = [",".join(line.split(",")[i] for i in keep) for line in lines]
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=rf"{path.name}, line 1: header .* has no Usage "
+                                         r"column, which assigns rows to train/val/test.*"
+                                         r"name it train.csv"):
+        FER2013Source(tmp_path).split_info("train")
+
+
+def test_blank_lines_hold_no_rows(tmp_path):
+    path = write_fer2013_csv(tmp_path, ROWS)
+    path.write_text(path.read_text() + "\n\n")
+    assert len(FER2013Source(tmp_path).split_info("test").labels) == 7

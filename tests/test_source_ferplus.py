@@ -290,8 +290,8 @@ def test_folder_release_bad_files(tmp_path):
     png = tmp_path / "FER2013Test" / f"fer{N_CASES + 5:07d}.png"
     png.write_bytes(png.read_bytes()[:60])
     source = FERPlusSource(tmp_path)
-    with pytest.raises(ValueError, match=rf"{png} \(listed in .*FER2013Test/label.csv, line 1\): "
-                                         r"unreadable or truncated"):
+    with pytest.raises(ValueError, match=rf"cannot decode image file {png} \(listed in "
+                                         r".*FER2013Test/label.csv, line 1\): "):
         source.load("test", 0)
     label_csv = tmp_path / "FER2013Valid" / "label.csv"
     label_csv.write_text(label_csv.read_text().replace(",0,0\n", "\n", 1))
@@ -380,7 +380,10 @@ def test_summary_counts_skips_and_landmark_hook(tmp_path):
     write_ferplus_csv(tmp_path, rows, names, votes)
     summary = summarize(datamodule_of(FERPlusSource(tmp_path),
                                     report={"train": {"found": 3, "total": 4}}))
-    assert list(summary) == ["train", "val", "test", "skipped", "landmarks", "source"]
+    assert list(summary) == ["train", "val", "test", "skipped", "warnings", "landmarks",
+                             "source"]
+    assert summary["warnings"] == ["no training samples of class(es) happiness, surprise, "
+                                   "sadness, anger, disgust"]
     assert summary["val"] == {"neutral": 0, "happiness": 1, "surprise": 0, "sadness": 0,
                               "anger": 0, "disgust": 0, "fear": 0, "contempt": 0}
     assert summary["train"]["neutral"] == 4 and summary["train"]["contempt"] == 1
@@ -446,3 +449,14 @@ def test_soft_label_mode_with_a_hard_label_loss_fails_before_training(make_cfg, 
     with pytest.raises(ConfigError, match="label_mode=crossentropy .* add loss=soft_ce"):
         check_config(make_cfg("data=ferplus", f"data.root={tmp_path}", "loss=ce",
                               "data.source.label_mode=crossentropy", tiny=False))
+
+
+def test_folder_release_names_leaving_the_folder_are_skipped_and_counted(tmp_path):
+    rows, names, votes = ferplus_fixture()
+    write_ferplus_folders(tmp_path, rows, names, votes)
+    label_csv = tmp_path / "FER2013Test" / "label.csv"
+    label_csv.write_text(label_csv.read_text() + "../FER2013Train/fer0000000.png,"
+                         "0,0,10,0,0,0,0,0,0,0\n._fer.png,0,0,10,0,0,0,0,0,0,0\n")
+    info = FERPlusSource(tmp_path).split_info("test")
+    assert info.labels.tolist() == [3]
+    assert info.skipped == {"path_outside_root": 1, "macos_resource_file": 1}

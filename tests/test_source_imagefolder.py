@@ -6,7 +6,9 @@ import logging
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from fer_lightning.data.sources.base import DatasetError
 from fer_lightning.data.sources.imagefolder import ImageFolder
 from fer_lightning.train import train
 from tests.fixtures_photos import colour_of, sample_colour, write_image, write_imagefolder
@@ -169,3 +171,67 @@ def test_fast_dev_run_on_both_layouts(make_cfg, tmp_path, split):
                              "data.source.split_fractions=[0.5,0.25,0.25]",
                              "data.source.val_fraction=0.34", *FAST, tiny=False))
     assert len(results["test"]["confusion_matrix"]) == 3
+
+
+# -- folders that are not what they seem: empty, symlinked, hidden, 16-bit -------------
+
+
+def test_empty_class_folder_is_an_error_not_a_class_of_zero(tmp_path):
+    write_imagefolder(tmp_path, {"happy": 4, "sad": 4})
+    (tmp_path / "fear").mkdir()
+    (tmp_path / "fear/._img.jpg").write_bytes(b"\x00\x05\x16\x07")
+    with pytest.raises(DatasetError, match=f"class folder {tmp_path / 'fear'} holds no images"):
+        ImageFolder(tmp_path)
+
+
+def test_empty_class_folder_outside_train_is_a_class_seen_in_train(tmp_path):
+    write_imagefolder(tmp_path, {"x": 4, "y": 4}, split="train")
+    write_imagefolder(tmp_path, {"x": 1}, split="test")
+    (tmp_path / "test/y").mkdir()
+    source = ImageFolder(tmp_path, val_fraction=0.25)
+    assert source.class_names == ["x", "y"]
+    assert source.split_info("test").labels.tolist() == [0]
+
+
+def test_symlink_to_the_root_is_skipped_not_a_duplicate_class(tmp_path, caplog):
+    write_imagefolder(tmp_path, {"happy": 4, "sad": 4})
+    (tmp_path / "everything").symlink_to(tmp_path)
+    (tmp_path / "happy/loop").symlink_to(tmp_path / "happy")
+    (tmp_path / "sad/again").symlink_to(tmp_path / "happy")
+    source = ImageFolder(tmp_path, split_fractions=(0.5, 0.5, 0.0))
+    assert source.class_names == ["happy", "sad"]
+    assert source.split_info("train").skipped == {"symlink_to_root_or_above": 1,
+                                                  "symlink_inside_root": 2}
+    assert sum(len(source.split_info(s).labels) for s in ("train", "val")) == 8
+    assert "everything: not followed (symlink to root or above)" in caplog.text
+
+
+def test_symlink_to_a_folder_elsewhere_is_followed(tmp_path):
+    write_imagefolder(tmp_path / "elsewhere", {"sad": 3})
+    write_imagefolder(tmp_path / "tree", {"happy": 3})
+    (tmp_path / "tree/sad").symlink_to(tmp_path / "elsewhere/sad")
+    source = ImageFolder(tmp_path / "tree", split_fractions=(0.34, 0.33, 0.33))
+    assert source.class_names == ["happy", "sad"]
+    assert source.split_info("train").skipped == {}
+
+
+def test_hidden_and_macos_files_are_counted_and_never_listed(tmp_path):
+    write_imagefolder(tmp_path, {"a": 2, "b": 2}, split="train")
+    write_imagefolder(tmp_path, {"a": 1, "b": 1}, split="test")
+    for name in ("train/a/._img000.jpg", "train/b/._img001.png", "train/a/.DS_Store"):
+        (tmp_path / name).write_bytes(b"\x00\x05\x16\x07")
+    (tmp_path / "train/b/.ipynb_checkpoints").mkdir()
+    write_image(tmp_path / "train/b/.ipynb_checkpoints/copy.jpg", (1, 1, 1))
+    source = ImageFolder(tmp_path, val_fraction=0.5)
+    assert source.split_info("train").skipped == {"macos_resource_file": 2, "hidden_file": 2}
+    listed = [source.path(s, i).name for s in ("train", "val") for i in range(2)]
+    assert sorted(listed) == ["img000.jpg", "img000.jpg", "img001.png", "img001.png"]
+
+
+def test_sixteen_bit_png_loads_scaled(tmp_path):
+    write_imagefolder(tmp_path, {"a": 2, "b": 2}, split="train")
+    write_imagefolder(tmp_path, {"b": 1}, split="test")
+    (tmp_path / "test/a").mkdir()
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(tmp_path / "test/a/deep.png")
+    image = ImageFolder(tmp_path, val_fraction=0.5).load("test", 0).image
+    assert image.shape == (8, 8, 3) and (image == round(40000 / 257)).all()

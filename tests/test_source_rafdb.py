@@ -203,3 +203,74 @@ def test_fast_dev_run_on_rafdb(make_cfg, root):
 def test_holdout_that_would_be_empty_is_an_error():
     with pytest.raises(ValueError, match="from 21 samples \\(largest class 3\\) holds out nothing"):
         stratified_holdout(np.repeat(np.arange(7), 3), 0.1, 0)
+
+
+# -- paths outside the root; the resplit protocol ----------------------------------------
+
+
+def test_label_rows_naming_paths_outside_the_root_are_skipped_and_never_read(tmp_path, caplog):
+    root = tmp_path / "raf"
+    label_file = write_rafdb(root, TRAIN, TEST)
+    secret = write_image(tmp_path / "secret_aligned.jpg", (1, 2, 3))
+    lines = label_file.read_text().splitlines()
+    label_file.write_text("\n".join([*lines, "train_/../../../secret.jpg 1",
+                                     "test_/../../../../etc/passwd 2"]) + "\n")
+    source = RafDB(root, val_split="test")
+    assert source.split_info("train").skipped == {"path_outside_root": 1}
+    assert source.split_info("test").skipped == {"path_outside_root": 1}
+    assert len(source.split_info("train").labels) == len(TRAIN)
+    listed = [source.path(s, i) for s in ("train", "test") for i in range(len(
+        source.split_info(s).labels))]
+    assert secret not in listed and all(root in path.parents for path in listed)
+    assert "list_patition_label.txt:29: image name 'train_/../../../secret.jpg' leaves" \
+        in caplog.text
+
+
+def resplit(root, **options) -> RafDB:
+    return RafDB(root, split="resplit", val_split="test", **options)
+
+
+def test_resplit_cuts_all_images_at_the_ratio_per_class(tmp_path):
+    write_rafdb(tmp_path, [1, 2, 3, 4, 5, 6, 7] * 5, [1, 2, 3, 4, 5, 6, 7])  # 6 per class
+    source = resplit(tmp_path, resplit_ratio=5, seed=1)
+    train, test = source.split_info("train").labels, source.split_info("test").labels
+    assert np.bincount(train, minlength=7).tolist() == [5] * 7  # 5:1 in every class
+    assert np.bincount(test, minlength=7).tolist() == [1] * 7
+    files = {split: {source.path(split, i) for i in range(len(labels))}
+             for split, labels in (("train", train), ("test", test))}
+    assert not files["train"] & files["test"]
+    assert len(files["train"] | files["test"]) == 42  # disjoint and complete
+    assert any(path.name.startswith("test_") for path in files["train"])  # pooled
+    assert "resplit: all images cut 5:1 into train/test, stratified (seed 1)" in \
+        source.describe()
+
+
+def test_resplit_is_deterministic_under_its_seed(tmp_path):
+    write_rafdb(tmp_path, [1, 2, 3, 4, 5, 6, 7] * 5, [1, 2, 3, 4, 5, 6, 7])
+    first, again = resplit(tmp_path, seed=4), resplit(tmp_path, seed=4)
+    other = resplit(tmp_path, seed=5)
+    paths = [first.path("test", i) for i in range(7)]
+    assert [again.path("test", i) for i in range(7)] == paths
+    assert [other.path("test", i) for i in range(7)] != paths
+    assert first.fingerprint() != other.fingerprint() != RafDB(tmp_path).fingerprint()
+
+
+def test_resplit_holds_val_out_of_its_own_train(tmp_path):
+    write_rafdb(tmp_path, [1, 2, 3, 4, 5, 6, 7] * 5, [1, 2, 3, 4, 5, 6, 7])
+    source = RafDB(tmp_path, split="resplit", resplit_ratio=2, val_fraction=0.25, seed=0)
+    counts = {split: np.bincount(source.split_info(split).labels, minlength=7).tolist()
+              for split in ("train", "val", "test")}
+    assert counts == {"train": [3] * 7, "val": [1] * 7, "test": [2] * 7}
+    splits = [{source.path(s, i) for i in range(7 * n)}
+              for s, n in (("train", 3), ("val", 1), ("test", 2))]
+    assert not (splits[0] & splits[1] or splits[0] & splits[2] or splits[1] & splits[2])
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("split", "paper", "data.source.split must be one of \\['official', 'resplit'\\]"),
+    ("resplit_ratio", 0, "data.source.resplit_ratio must be a number > 0"),
+    ("resplit_ratio", "5:1", "data.source.resplit_ratio must be a number > 0"),
+])
+def test_bad_split_options_name_the_key(root, key, value, expected):
+    with pytest.raises(ValueError, match=expected):
+        RafDB(root, **{key: value})

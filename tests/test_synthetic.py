@@ -117,6 +117,7 @@ def test_fingerprint_tracks_config() -> None:
         (dict(image_size=48.5), "image_size"),
         (dict(channels=2), "channels"),
         (dict(train_size=-1), "train_size"),
+        (dict(train_size=0), "train_size"),
         (dict(val_size="10"), "val_size"),
         (dict(seed=-3), "seed"),
         (dict(class_probs=[1.0, 2.0]), "class_probs"),
@@ -381,3 +382,13 @@ def test_preview_command_draws_the_training_view(tmp_path) -> None:
                  "data.image_size=64"]) == 0
     with Image.open(out) as sheet:
         assert sheet.height >= 7 * 64 * 3  # rows of 64 px inputs upscaled 3x: the net's size
+
+
+def test_size_zero_means_the_split_does_not_exist() -> None:
+    from fer_lightning.data.sources.base import SplitUnavailableError
+
+    source = SyntheticFaces(train_size=4, val_size=3, test_size=0)
+    assert len(source.split_info("val").labels) == 3
+    with pytest.raises(SplitUnavailableError, match="test_size=0: this synthetic dataset "
+                                                    "has no test split"):
+        source.split_info("test")

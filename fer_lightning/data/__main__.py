@@ -3,9 +3,12 @@
 Commands:
   preview   write a PNG grid of samples per class with their landmarks drawn
             (options: out=PATH split=train|val|test per_class=N)
-  summary   per-split, per-class counts, skipped rows (by reason) and the landmark
-            detection rate when the datamodule reports one (options: format=text|json;
-            JSON shape in fer_lightning/data/summary.py)
+  summary   per-split, per-class counts, skipped rows (by reason), the landmark
+            detection rate when the datamodule reports one, and every problem that
+            would stop training (empty splits, one class, unreadable images); exits 1
+            when there is one (options: format=text|json; --verify-images decodes every
+            listed image instead of checking its header; JSON shape in
+            fer_lightning/data/summary.py)
 
 Config overrides are the same as for training, e.g. ``data.source.seed=3``.
 """
@@ -16,9 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hydra import compose, initialize_config_module
 from hydra.errors import InstantiationException
 
+from fer_lightning.config import ConfigError, compose_config
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.preview import write_preview
@@ -26,51 +29,57 @@ from fer_lightning.data.summary import render, summarize
 
 COMMANDS = ("preview", "summary")
 OPTIONS = {"out": "preview.png", "split": "train", "per_class": "8", "format": "text"}
+#: Flags: option name -> the value it sets.
+FLAGS = {"--verify-images": ("images", "full")}
 
 
 def parse(argv: Sequence[str]) -> tuple[str, dict[str, str], list[str]]:
     """Split ``argv`` into command, this tool's options and Hydra overrides."""
     if not argv or argv[0] not in COMMANDS:
         raise SystemExit(f"usage: python -m fer_lightning.data {{{','.join(COMMANDS)}}} "
-                         f"[out=PATH split=train per_class=8 format=text] [overrides]\n{__doc__}")
+                         f"[out=PATH split=train per_class=8 format=text] [--verify-images] "
+                         f"[overrides]\n{__doc__}")
     options, overrides = dict(OPTIONS), []
     for arg in argv[1:]:
         key, _, value = arg.partition("=")
-        if key in OPTIONS:
+        if arg in FLAGS:
+            name, flag_value = FLAGS[arg]
+            options[name] = flag_value
+        elif key in OPTIONS:
             options[key] = value
         else:
             overrides.append(arg)
     return argv[0], options, overrides
 
 
-def datamodule_from_overrides(overrides: list[str]):
+def datamodule_from_overrides(overrides: list[str]) -> FERDataModule:
     """The FERDataModule that ``python -m fer_lightning <overrides>`` would train on."""
-    from fer_lightning.train import build_datamodule  # registers the config resolvers
+    from fer_lightning.train import build_datamodule
 
-    with initialize_config_module(config_module="fer_lightning.conf", version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    return build_datamodule(cfg)
+    return build_datamodule(compose_config(overrides, Path.cwd()))
 
 
-def print_summary(overrides: list[str], fmt: str) -> None:
-    """Print the dataset summary; a bad dataset exits with its message, not a traceback."""
+def print_summary(overrides: list[str], fmt: str, images: str | None = None) -> int:
+    """Print the dataset summary; returns 1 when training on it would fail. A dataset
+    that cannot even be counted exits with its message, not a traceback."""
     try:
-        print(render(summarize(datamodule_from_overrides(overrides)), fmt))
+        summary = summarize(datamodule_from_overrides(overrides), images=images)
     except (OSError, ValueError, InstantiationException) as error:
         cause = error.__cause__ or error  # Hydra wraps constructor errors
-        raise SystemExit(f"error: {cause}") from None
+        prefix = "Config error" if isinstance(cause, ConfigError) else "error"
+        raise SystemExit(f"{prefix}: {cause}") from None
+    print(render(summary, fmt))
+    return 1 if summary.get("problems") else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     command, options, overrides = parse(sys.argv[1:] if argv is None else argv)
     if command == "summary":
-        print_summary(overrides, options["format"])
-        return 0
-    if command == "preview":
-        dataset = preview_dataset(datamodule_from_overrides(overrides), options["split"])
-        path = write_preview(dataset, Path(options["out"]), per_class=int(options["per_class"]))
-        print(f"wrote {path}")
+        return print_summary(overrides, options["format"], options.get("images"))
+    dataset = preview_dataset(datamodule_from_overrides(overrides), options["split"])
+    path = write_preview(dataset, Path(options["out"]), per_class=int(options["per_class"]))
+    print(f"wrote {path}")
     return 0
 
 

@@ -14,6 +14,7 @@ from fer_lightning.checks import check_choice
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.encodings import ENCODINGS
 from fer_lightning.data.landmarks import cache as landmark_cache
+from fer_lightning.data.sources import validate
 from fer_lightning.data.sources.base import SPLITS, Source, SplitUnavailableError
 from fer_lightning.data.transforms import BatchTransform, BatchTransformConfig, LandmarkAugment
 from fer_lightning.losses import inverse_frequency_weights
@@ -27,6 +28,11 @@ class FERDataModule(L.LightningDataModule):
     after transfer to the device (``on_after_batch_transfer``), so the pipeline runs on
     the GPU where there is one. It knows nothing about networks: the caller says which
     landmark encoding to render.
+
+    Before any work, the dataset is checked (``sources.validate``): every split holds
+    samples, there are two classes or more, and the image files the splits list pass the
+    ``check_images`` check (``none | header | full``); a problem raises DatasetError
+    naming the dataset, split and reason, before landmark extraction or the first epoch.
     """
 
     def __init__(self, source: Source, image_size: int = 48, channels: int = 1,
@@ -38,9 +44,12 @@ class FERDataModule(L.LightningDataModule):
                  heatmap_style: str = "gaussian", pin_memory: bool = False,
                  landmarks: Mapping[str, Any] | None = None, precropped: bool | None = None,
                  root: str | None = None, mean: float | Sequence[float] = 0.5,
-                 std: float | Sequence[float] = 0.5) -> None:
+                 std: float | Sequence[float] = 0.5, check_images: str = "header") -> None:
         super().__init__()
         self.root = root  # where the dataset lives (the source reads data.source.root)
+        check_choice("data.check_images", check_images, validate.IMAGE_CHECKS)
+        self.check_images = check_images
+        self._checked: set[tuple[str, bool]] = set()  # (images, fit) checks passed
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be a positive integer, got {batch_size}")
         if num_workers < 0:
@@ -92,7 +101,7 @@ class FERDataModule(L.LightningDataModule):
 
     def class_weights(self) -> torch.Tensor:
         """The weights ``loss=weighted_ce`` uses: w_c = N / (K N_c) over the training split
-        (seed 002 Eq. 5), in label order."""
+        (VGG16-CBAM (Ghimire et al.), Eq. 5), in label order."""
         return inverse_frequency_weights(self.class_counts("train"))
 
     @property
@@ -120,12 +129,37 @@ class FERDataModule(L.LightningDataModule):
                 self.landmarks_config, self.source, self.available_splits, self.precropped)
         return self._landmark_caches
 
+    def dataset_problems(self, images: str | None = None, fit: bool = False) -> list[str]:
+        """What would stop training on this dataset (``sources.validate``): empty splits,
+        fewer than two classes, unreadable images (checked as ``images``, by default
+        ``check_images``); with ``fit``, a missing val split too. A check that passes is
+        not repeated by ``prepare_data`` / ``setup`` (nor are the weaker ones it covers)."""
+        images = self.check_images if images is None else images
+        problems = validate.dataset_problems(
+            self.source, self.available_splits, self.unavailable_splits,
+            required=("train", "val") if fit else ("train",), images=images)
+        if not problems:
+            covered = validate.IMAGE_CHECKS[: validate.IMAGE_CHECKS.index(images) + 1]
+            self._checked.update((check, need_val) for check in covered
+                                 for need_val in {False, fit})
+        return problems
+
+    def _check(self, images: str, fit: bool = False) -> None:
+        """Raise DatasetError listing ``dataset_problems``, unless that check passed."""
+        if (images, fit) not in self._checked:
+            problems = self.dataset_problems(images=images, fit=fit)
+            if problems:
+                raise validate.error(self.source, problems)
+
     def prepare_data(self) -> None:
-        """Extract and cache landmarks once (Lightning runs this on rank 0 only)."""
+        """Check the dataset and its image files, then extract and cache landmarks once
+        (Lightning runs this on rank 0 only)."""
+        self._check(self.check_images)
         for cache in self.landmark_caches().values():
             cache.compute()
 
     def setup(self, stage: str | None = None) -> None:
+        self._check("none", fit=stage == "fit")
         missing = [split for split in self.available_splits if split not in self.datasets]
         arrays, kept = {}, {}
         if missing and self.landmark_caches():

@@ -1,7 +1,9 @@
-"""What a configured dataset holds: per-split, per-class counts, skipped rows, landmark rates.
+"""What a configured dataset holds: per-split, per-class counts, skipped rows, landmark rates,
+and whatever would stop training on it.
 
-``python -m fer_lightning.data summary data=<name> data.root=<dir> [format=json]`` prints
-``summarize(datamodule)``. The JSON shape is fixed::
+``python -m fer_lightning.data summary data=<name> data.root=<dir> [format=json]
+[--verify-images]`` prints ``summarize(datamodule)`` and exits non-zero when the summary
+holds ``problems``. The JSON shape is fixed::
 
     {
       "train": {"<class name>": count, ...},     # one entry per available split, classes
@@ -10,8 +12,15 @@
       "skipped": {"<split>": {"<reason>": rows}},  # rows dropped by a policy, by reason
       "unavailable": {"<split>": "<why>"},       # only when a split does not exist
       "landmarks": {...},                        # only when the datamodule reports them
+      "warnings": ["<text>", ...],               # only when something looks wrong
+      "problems": ["<text>", ...],               # only when training would fail
+      "images": "none|header|full",              # how listed image files were checked
       "source": "<file(s) read and how splits are formed>"
     }
+
+``problems`` are those training stops on before its first epoch (``sources.validate``):
+empty splits, fewer than two classes, image files that fail the check. With problems,
+landmarks are not extracted.
 
 Split keys are exactly those of ``SPLITS`` that the source can provide; everything else
 is an extra field.
@@ -25,8 +34,10 @@ from typing import Any
 import numpy as np
 
 from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.data.sources import validate
 
-EXTRA_FIELDS = ("skipped", "unavailable", "landmarks", "source")
+EXTRA_FIELDS = ("skipped", "unavailable", "landmarks", "warnings", "problems", "images",
+                "source")
 
 
 def landmark_report(datamodule: FERDataModule) -> dict[str, Any] | None:
@@ -42,8 +53,11 @@ def landmark_report(datamodule: FERDataModule) -> dict[str, Any] | None:
     return dict(datamodule.landmark_report) or None
 
 
-def summarize(datamodule: FERDataModule) -> dict[str, Any]:
-    """Counts of ``datamodule.source`` per split and class, plus the extra fields above."""
+def summarize(datamodule: FERDataModule, images: str | None = None) -> dict[str, Any]:
+    """Counts of ``datamodule.source`` per split and class, plus the extra fields above.
+
+    ``images`` says how the listed image files are checked (``none | header | full``;
+    default: the datamodule's ``check_images``)."""
     source = datamodule.source
     names = list(source.class_names)
     summary: dict[str, Any] = {}
@@ -56,11 +70,20 @@ def summarize(datamodule: FERDataModule) -> dict[str, Any]:
     summary["skipped"] = skipped
     if datamodule.unavailable_splits:
         summary["unavailable"] = dict(datamodule.unavailable_splits)
-    report = landmark_report(datamodule)
-    if report is not None:
-        summary["landmarks"] = report
-    describe = getattr(source, "describe", None)
-    summary["source"] = describe() if callable(describe) else type(source).__name__
+    unlearnable = [name for name, n in summary.get("train", {}).items() if n == 0]
+    if unlearnable and sum(summary["train"].values()):
+        summary["warnings"] = [f"no training samples of class(es) {', '.join(unlearnable)}"]
+    images = datamodule.check_images if images is None else images
+    problems = datamodule.dataset_problems(images=images, fit=True)
+    if problems:
+        summary["problems"] = problems
+    else:
+        report = landmark_report(datamodule)
+        if report is not None:
+            summary["landmarks"] = report
+    if validate.listed_images(source, datamodule.available_splits):
+        summary["images"] = images
+    summary["source"] = validate.describe(source)
     return summary
 
 
@@ -84,6 +107,15 @@ def format_text(summary: dict[str, Any]) -> str:
         lines.append(f"{split}: unavailable: {why}")
     for split, report in summary.get("landmarks", {}).items():
         lines.append(_landmark_line(split, report))
+    lines += [f"warning: {text}" for text in summary.get("warnings", [])]
+    checked = {"none": "not checked", "header": "header-checked",
+               "full": "fully decoded"}.get(summary.get("images", ""), "")
+    problems = summary.get("problems", [])
+    if problems:
+        lines.append(f"training would fail: {len(problems)} problem(s)")
+        lines += [f"  - {problem}" for problem in problems]
+    else:
+        lines.append("ready to train" + (f" (listed images {checked})" if checked else ""))
     return "\n".join(lines)
 
 

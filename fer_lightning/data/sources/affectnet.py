@@ -1,6 +1,6 @@
 """AffectNet, both public releases, read lazily (``data=affectnet data.root=<dir>``).
 
-csv release (REFERENCE.md, "AffectNet")::
+csv release (see docs/datasets.md)::
 
     root/
       Manually_Annotated_file_lists/training.csv, validation.csv   (or directly in root/)
@@ -8,8 +8,11 @@ csv release (REFERENCE.md, "AffectNet")::
 
 with columns ``subDirectory_filePath, face_x, face_y, face_width, face_height,
 facial_landmarks, expression`` (+ valence, arousal). Each image is cropped to its face
-box; the 68 ``facial_landmarks`` ("x;y;x;y;...", original-image pixels) are a ground-truth
-landmark source, returned in the crop's [0, 1] coordinates (``landmarks=groundtruth``).
+box (clipped to the image where it reaches past the border; a box entirely outside the
+image is an error); the 68 ``facial_landmarks`` ("x;y;x;y;...", original-image pixels)
+are a ground-truth landmark source, returned in the crop's [0, 1] coordinates
+(``landmarks=groundtruth``). Landmarks with a missing (NaN) value are returned as
+invalid (``landmarks_valid=False``), not as points.
 
 npy release::
 
@@ -22,7 +25,10 @@ landmark coordinates in image pixels.
 
 Expression codes 0..7 = neutral, happy, sad, surprise, fear, disgust, anger, contempt
 (AffectNet's order, kept). ``num_classes=7`` also drops contempt; codes 8..10 (none,
-uncertain, no-face) are always skipped; every skipped row is counted per reason.
+uncertain, no-face) are always skipped; every skipped row is counted per reason. A row
+whose path leaves the image folder (``../x.jpg``, an absolute path) is skipped and
+counted as ``path_outside_root``, never read; so are hidden and macOS ``._*`` files of
+the npy release.
 
 Splits: the official test set is unreleased, so by the public convention
 test = validation.csv (val_set); with ``val_split=holdout`` (default) val is a seeded,
@@ -37,23 +43,33 @@ memory at once.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from fer_lightning.checks import check_choice
-from fer_lightning.data.sources.base import SPLITS, RawSample, SplitInfo
+from fer_lightning.data.sources.base import SPLITS, ListedImage, RawSample, SplitInfo
 from fer_lightning.data.sources.holdout import stratified_holdout
-from fer_lightning.data.sources.imagefolder import (
+from fer_lightning.data.sources.io import (
+    OUTSIDE_ROOT,
     check_files_exist,
     fingerprint_of,
+    hidden_reason,
+    indexed_lines,
+    is_hidden,
     layout_error,
-    read_rgb,
+    line_at,
+    line_codec,
+    read_crop,
+    read_image,
     require,
+    under_root,
 )
+
+log = logging.getLogger(__name__)
 
 CLASS_NAMES = ["neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt"]
 #: Codes never used as classes, and the skip reason counted for each.
@@ -86,6 +102,7 @@ class _Part:
     image_dir: Path
     names: list[str]  # image paths relative to image_dir (str: ~5x smaller than Path)
     labels: np.ndarray  # (N,) int64
+    codec: str = "utf-8"  # how a csv line read again by offset is decoded
     lines: np.ndarray | None = None  # (N,) int64 csv line numbers (csv)
     boxes: np.ndarray | None = None  # (N, 4) int64 x, y, w, h (csv)
     offsets: np.ndarray | None = None  # (N,) int64 byte offset of each csv row
@@ -115,6 +132,17 @@ def _parse_landmarks(values: np.ndarray | str, where: str) -> np.ndarray:
         raise ValueError(f"{where}: facial landmarks have {points.size} values, expected "
                          f"{NUM_LANDMARK_VALUES} (68 x;y pairs)")
     return points.reshape(68, 2)
+
+
+def _with_landmarks(image: np.ndarray, label: int, points: np.ndarray,
+                    box: tuple[float, float, float, float]) -> RawSample:
+    """The sample with its landmarks in ``box`` coordinates; landmarks holding a missing
+    (NaN or infinite) value are marked invalid and zeroed, so they never reach a net."""
+    if not np.isfinite(points).all():
+        return RawSample(image=image, label=label, landmarks=np.zeros((68, 2), np.float32),
+                         landmarks_valid=False)
+    return RawSample(image=image, label=label, landmarks=_to_unit(points, *box),
+                     landmarks_valid=True)
 
 
 def _read_npy(path: Path, what: str) -> np.ndarray:
@@ -185,6 +213,14 @@ class AffectNet:
         part, rows = self._locate(split)
         return part.path(int(rows[index]))
 
+    def image_files(self, split: str) -> list[ListedImage]:
+        """The image file of every sample of ``split``, where it is listed and (csv
+        release) its face box."""
+        part, rows = self._locate(split)
+        return [ListedImage(part.path(i), f"listed at {part.where(i)}",
+                            None if part.boxes is None else tuple(int(v) for v in part.boxes[i]))
+                for i in rows.tolist()]
+
     def describe(self) -> str:
         """One line: what is read and how the splits are formed (for summaries)."""
         train, test = (str(self._sources[part]) for part in ("train", "test"))
@@ -194,10 +230,15 @@ class AffectNet:
                 f"test = {test}; {val}")
 
     def fingerprint(self) -> str:
-        """Hash of the index files (size and mtime) and settings (landmark cache keys)."""
+        """Hash of the index files (size and mtime) and settings (landmark cache keys).
+
+        Rows skipped for a path outside the root shift the index, so their counts join the
+        hash when there are any (keeping the hash of every other dataset as it was)."""
         stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in self._sources.values()]
+        outside = [self._part(name).skipped.get(OUTSIDE_ROOT, 0) for name in ("train", "test")]
         return fingerprint_of("affectnet", self.release, stats, self.num_classes,
-                              self.val_split, self.val_fraction, self.seed)
+                              self.val_split, self.val_fraction, self.seed,
+                              *([("outside", outside)] if any(outside) else []))
 
     # -- layout ------------------------------------------------------------------------
 
@@ -270,40 +311,45 @@ class AffectNet:
         """Index one csv: paths, boxes, labels and row offsets, one pass, no pixels."""
         names, labels, lines, boxes, offsets = [], [], [], [], []
         skipped: dict[str, int] = {}
-        with open(path, "rb") as handle:
-            head = handle.readline()
-            header = [name.strip() for name in next(csv.reader([head.decode("utf-8-sig")]))]
-            missing = [name for name in CSV_COLUMNS if name not in header]
-            if missing:
-                raise ValueError(f"{path}: missing columns {missing}; found {header}, expected "
-                                 f"at least {list(CSV_COLUMNS)}")
-            col = {name: header.index(name) for name in CSV_COLUMNS}
-            offset, number = len(head), 1
-            for raw in handle:
-                start, offset, number = offset, offset + len(raw), number + 1
-                text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                if not text.strip():
-                    continue
-                line = f"{path}:{number}"
-                fields = next(csv.reader([text])) if '"' in text else text.split(",")
-                if len(fields) != len(header):
-                    raise ValueError(f"{line}: {len(fields)} fields, expected {len(header)} "
-                                     f"({', '.join(header)})")
-                label = self._code(fields[col["expression"]], line, skipped)
-                if label is None:
-                    continue
-                box = self._box(fields, col, line)
-                landmarks = fields[col["facial_landmarks"]]
-                if landmarks.count(";") != NUM_LANDMARK_VALUES - 1:
-                    raise ValueError(f"{line}: facial_landmarks has "
-                                     f"{len(landmarks.split(';'))} values, expected "
-                                     f"{NUM_LANDMARK_VALUES} (68 x;y pairs)")
-                names.append(fields[col["subDirectory_filePath"]])
-                labels.append(label)
-                lines.append(number)
-                boxes.append(box)
-                offsets.append(start)
-        return _Part(source=path, image_dir=self.root / CSV_IMAGE_DIR, names=names,
+        image_dir = self.root / CSV_IMAGE_DIR
+        rows = indexed_lines(path)
+        _, _, head = next(rows, (0, 0, ""))
+        header = [name.strip() for name in next(csv.reader([head]), [])]
+        missing = [name for name in CSV_COLUMNS if name not in header]
+        if missing:
+            raise ValueError(f"{path}: missing columns {missing}; found {header}, expected "
+                             f"at least {list(CSV_COLUMNS)}")
+        col = {name: header.index(name) for name in CSV_COLUMNS}
+        for number, start, text in rows:
+            if not text.strip():
+                continue
+            line = f"{path}:{number}"
+            fields = next(csv.reader([text])) if '"' in text else text.split(",")
+            if len(fields) != len(header):
+                raise ValueError(f"{line}: {len(fields)} fields, expected {len(header)} "
+                                 f"({', '.join(header)})")
+            label = self._code(fields[col["expression"]], line, skipped)
+            if label is None:
+                continue
+            box = self._box(fields, col, line)
+            landmarks = fields[col["facial_landmarks"]]
+            if landmarks.count(";") != NUM_LANDMARK_VALUES - 1:
+                raise ValueError(f"{line}: facial_landmarks has "
+                                 f"{len(landmarks.split(';'))} values, expected "
+                                 f"{NUM_LANDMARK_VALUES} (68 x;y pairs)")
+            name = fields[col["subDirectory_filePath"]]
+            if under_root(image_dir, name) is None:
+                if OUTSIDE_ROOT not in skipped:
+                    log.warning("%s: image path %r leaves %s; such rows are skipped",
+                                line, name, image_dir)
+                skipped[OUTSIDE_ROOT] = skipped.get(OUTSIDE_ROOT, 0) + 1
+                continue
+            names.append(name)
+            labels.append(label)
+            lines.append(number)
+            boxes.append(box)
+            offsets.append(start)
+        return _Part(source=path, image_dir=image_dir, names=names, codec=line_codec(path),
                      labels=np.asarray(labels, np.int64), lines=np.asarray(lines, np.int64),
                      boxes=np.asarray(boxes, np.int64).reshape(-1, 4),
                      offsets=np.asarray(offsets, np.int64),
@@ -325,12 +371,17 @@ class AffectNet:
     def _read_npy(self, annotations: Path) -> _Part:
         """Index one npy part: ids from ``*_exp.npy``, labels read from those small files."""
         suffix = "_exp.npy"
-        ids = [name[: -len(suffix)] for name in os.listdir(annotations) if name.endswith(suffix)]
+        skipped: dict[str, int] = {}
+        ids = []
+        for name in os.listdir(annotations):
+            if is_hidden(name):
+                skipped[hidden_reason(name)] = skipped.get(hidden_reason(name), 0) + 1
+            elif name.endswith(suffix):
+                ids.append(name[: -len(suffix)])
         ids.sort(key=lambda i: (0, int(i), "") if i.isdigit() else (1, 0, i))
         images = annotations.parent / "images"
-        image_names = set(os.listdir(images))
+        image_names = {name for name in os.listdir(images) if not is_hidden(name)}
         names, labels = [], []
-        skipped: dict[str, int] = {}
         for sample_id in ids:
             exp_file = annotations / f"{sample_id}{suffix}"
             label = self._code(self._read_code(exp_file), str(exp_file), skipped)
@@ -358,31 +409,19 @@ class AffectNet:
     # -- loading -----------------------------------------------------------------------
 
     def _load_csv(self, part: _Part, row: int) -> RawSample:
-        path, where = part.path(row), f" (listed at {part.where(row)})"
-        x, y, w, h = (int(v) for v in part.boxes[row])
-        try:
-            with Image.open(path) as image:
-                crop = np.array(image.crop((x, y, x + w, y + h)).convert("RGB"), np.uint8)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"image file {path}{where} does not exist") from None
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-            raise ValueError(f"cannot decode image file {path}{where}: {error}") from error
-        with open(part.source, "rb") as handle:  # re-read this row only, for its landmarks
-            handle.seek(int(part.offsets[row]))
-            text = handle.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+        crop, box = read_crop(part.path(row), part.boxes[row], f" (listed at {part.where(row)})")
+        text = line_at(part.source, int(part.offsets[row]), part.codec)  # this row's landmarks
         fields = next(csv.reader([text]))
         points = _parse_landmarks(fields[part.landmark_column], part.where(row))
-        return RawSample(image=crop, label=int(part.labels[row]),
-                         landmarks=_to_unit(points, x, y, w, h), landmarks_valid=True)
+        return _with_landmarks(crop, int(part.labels[row]), points, box)
 
     def _load_npy(self, part: _Part, row: int) -> RawSample:
         path = part.path(row)
-        image = read_rgb(path, f" ({part.where(row)})")
+        image = read_image(path, f" ({part.where(row)})")
         lnd_file = path.parent.parent / "annotations" / f"{path.stem}_lnd.npy"
         if not lnd_file.is_file():
             return RawSample(image=image, label=int(part.labels[row]))
         points = _parse_landmarks(_read_npy(lnd_file, "landmark"), str(lnd_file))
         height, width = image.shape[:2]
-        return RawSample(image=image, label=int(part.labels[row]),
-                         landmarks=_to_unit(points, 0, 0, width, height), landmarks_valid=True)
+        return _with_landmarks(image, int(part.labels[row]), points, (0, 0, width, height))
 

@@ -2,13 +2,14 @@
 
 A source knows its class names (in its own order) and, per split, how many samples
 there are, their hard labels, and how to load one sample. It knows nothing about
-networks, augmentation or landmark encodings (DESIGN.md, "one path for data").
+networks, augmentation or landmark encodings (see docs/data-flow.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -17,6 +18,12 @@ SPLITS = ("train", "val", "test")
 
 class SplitUnavailableError(ValueError):
     """The requested split does not exist in this form of the dataset (e.g. no labels)."""
+
+
+class DatasetError(ValueError):
+    """The dataset on disk cannot be trained on as configured (an empty split, one class,
+    an undecodable listed image, a file in an unreadable encoding). The message names the
+    dataset or file, the split and what was expected."""
 
 
 @dataclass
@@ -43,6 +50,16 @@ class SplitInfo:
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows skipped
 
 
+@dataclass(frozen=True)
+class ListedImage:
+    """One image file a split reads, with where it was listed (for error messages) and,
+    for sources that crop a face box out of it, that box (x, y, width, height)."""
+
+    path: Path
+    where: str = ""
+    box: tuple[int, int, int, int] | None = None
+
+
 class Source(Protocol):
     """A dataset format. Implementations live one per file in ``data/sources``."""
 
@@ -54,4 +71,14 @@ class Source(Protocol):
 
     def load(self, split: str, index: int) -> RawSample:
         """Sample ``index`` of ``split``; deterministic for a given source config."""
+        ...
+
+
+@runtime_checkable
+class ImageFileSource(Protocol):
+    """A source that reads one image file per sample (the photo datasets and FER+'s
+    folder release): the dataset checks read these files' headers before training."""
+
+    def image_files(self, split: str) -> list[ListedImage]:
+        """The image file of every sample of ``split``, in sample order."""
         ...

@@ -12,7 +12,8 @@
 The same files under ``<root>/fer2013/`` (torchvision's layout) are found too. ``pixels``
 holds 2304 space-separated integers, a 48x48 grey image in row-major order. Rows map to
 splits by their ``Usage``: by default train = Training, val = PublicTest, test =
-PrivateTest (the convention of seeds 000 and 002; REFERENCE.md, "FER2013").
+PrivateTest (the common convention, followed by MBA (Colaco & Han) and VGG16-CBAM
+(Ghimire et al.); see docs/datasets.md).
 
 Parsing is vectorised: the pixel strings of a few thousand rows are joined and parsed by
 one ``np.fromstring`` call, and the images are kept as one (N, 48, 48) uint8 array
@@ -21,11 +22,10 @@ one ``np.fromstring`` call, and the images are kept as one (N, 48, 48) uint8 arr
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from fer_lightning.data.sources.base import (
     SplitUnavailableError,
 )
 from fer_lightning.data.sources.holdout import stratified_holdout
+from fer_lightning.data.sources.io import csv_rows, file_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -160,21 +161,16 @@ def _label(path: Path, line: int, text: str, num_classes: int) -> int:
     return label
 
 
-def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        for row in reader:
-            yield reader.line_num, row
-
-
 def read_fer_csv(path: str | Path, labelled: bool = True) -> FERTable:
     """Parse a FER2013-style csv (any of CSV_FORMS; ``labelled=False`` accepts test.csv).
 
     Streams the file: pixel strings are parsed ``CHUNK_ROWS`` at a time and dropped, so
-    peak memory is the uint8 images plus one chunk of text.
+    peak memory is the uint8 images plus one chunk of text. fer2013.csv and
+    icml_face_data.csv must have their ``Usage`` column (without it every row would land
+    in train); a csv of another name may leave it out, then every row is Training.
     """
     path = Path(path)
-    rows = _rows(path)
+    rows = csv_rows(path)
     try:
         _, header = next(rows)
     except StopIteration:
@@ -182,10 +178,17 @@ def read_fer_csv(path: str | Path, labelled: bool = True) -> FERTable:
     names = [name.strip() for name in header]
     required = ["emotion", "pixels"] if labelled else ["pixels"]
     has_usage = "Usage" in names
+    if "Usage" in CSV_FORMS.get(path.name, ()) and not has_usage and "emotion" in names:
+        raise ValueError(f"{path}, line 1: header {header} has no Usage column, which assigns "
+                         f"rows to train/val/test; expected {','.join(CSV_FORMS[path.name])}. "
+                         f"For a csv of training rows only, name it train.csv (val is then "
+                         f"a hold-out of it and there is no test split)")
     columns = _column_indices(path, header, required + (["Usage"] if has_usage else []))
     labels, usage, lines, chunks = [], [], [], []
     texts, chunk_lines = [], []
     for line, row in rows:
+        if not row:  # a blank line holds no row
+            continue
         if len(row) != len(header):
             raise _rows_error(path, line, f"{len(row)} fields; expected {len(header)} "
                                           f"({','.join(header)})")
@@ -242,17 +245,6 @@ def split_usages(splits: Mapping[str, str | Sequence[str]] | None,
                                  f"{seen[usage]} and {split}; splits must not overlap")
             seen[usage] = split
     return result
-
-
-def file_fingerprint(path: Path, sample_bytes: int = 1 << 20) -> str:
-    """Cheap content hash of a data file: its size and its first and last MiB."""
-    size = path.stat().st_size
-    digest = hashlib.sha1(str(size).encode())
-    with path.open("rb") as handle:
-        digest.update(handle.read(sample_bytes))
-        handle.seek(max(0, size - sample_bytes))
-        digest.update(handle.read(sample_bytes))
-    return digest.hexdigest()
 
 
 class FER2013Source:

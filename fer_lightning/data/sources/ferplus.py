@@ -1,6 +1,6 @@
 """FER+ (Barsoum et al., ICMI 2016): FER2013's images relabelled by 10 taggers, 8 classes.
 
-Two on-disk forms (REFERENCE.md, "FER+ (FERPlus)"), looked for in this order:
+Two on-disk forms (see docs/datasets.md), looked for in this order:
 
 - the csv pair: ``fer2013.csv`` (pixels; see ``fer2013.py``) + ``fer2013new.csv``
   (``Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,
@@ -22,9 +22,9 @@ distribution (draw one class for ``probability``; the max-of-products loss for
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -32,14 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from fer_lightning.data.sources.base import SPLITS, RawSample, SplitInfo
-from fer_lightning.data.sources.fer2013 import (
-    FERTable,
+from fer_lightning.data.sources.base import SPLITS, ListedImage, RawSample, SplitInfo
+from fer_lightning.data.sources.fer2013 import FERTable, read_fer_csv, split_usages
+from fer_lightning.data.sources.io import (
+    OUTSIDE_ROOT,
+    csv_rows,
     file_fingerprint,
-    read_fer_csv,
-    split_usages,
+    hidden_reason,
+    is_hidden,
+    read_image,
+    under_root,
 )
 
 CLASS_NAMES = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear",
@@ -135,7 +138,7 @@ def votes_to_distribution(votes: Sequence[float], mode: str) -> tuple[np.ndarray
     As the reference's ``load_folders``: a sample whose distribution peaks at unknown or
     NF is dropped, then those two columns are removed and the rest renormalised. Unlike
     the reference's literal ``idx < emotion_count - 2`` (which also drops fear and
-    contempt), all 8 emotions are kept, as the FER+ paper does (REFERENCE.md).
+    contempt), all 8 emotions are kept, as the FER+ paper (Barsoum et al.) does.
     """
     emotion = process_votes(votes, mode)
     if emotion is None:
@@ -265,8 +268,16 @@ class FERPlusSource:
         if self.layout == "csv":
             image = self._csv_table().images[data.rows[index]]
         else:
-            image = self._read_png(data.files[index], data.origins[index])
+            image = read_image(data.files[index], f" (listed in {data.origins[index]})",
+                               colour="keep")
         return RawSample(image=image, label=int(target.argmax()), target=target.copy())
+
+    def image_files(self, split: str) -> list[ListedImage]:
+        """The PNG of every kept sample of ``split`` (folder release; none for the csv
+        pair, whose pixels are in fer2013.csv)."""
+        data = self._split(split)
+        return [ListedImage(path, f"listed in {origin}")
+                for path, origin in zip(data.files, data.origins, strict=True)]
 
     def targets(self, split: str) -> np.ndarray:
         """(n, 8) float32 soft targets of every kept sample of ``split``."""
@@ -302,34 +313,34 @@ class FERPlusSource:
         """fer2013new.csv -> (usage, image name, votes, line) per row, checked against
         fer2013.csv row by row (same count, same Usage)."""
         path, table = self.votes_csv, self._table
-        with path.open(newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None:
-                raise ValueError(f"{path} is empty; expected header Usage,Image name,"
-                                 f"{','.join(VOTE_COLUMNS)}")
-            names = [name.strip() for name in header]
-            required = ["Usage", "Image name", *VOTE_COLUMNS]
-            missing = [name for name in required if name not in names]
-            if missing:
-                raise ValueError(f"{path}, line 1: header {header} lacks column(s) {missing}; "
-                                 f"expected {','.join(required)}")
-            columns = [names.index(name) for name in required]
-            rows = []
-            for row in reader:
-                line = reader.line_num
-                if len(row) != len(header):
-                    raise ValueError(f"{path}, line {line}: {len(row)} fields; expected "
-                                     f"{len(header)}")
-                index = len(rows)
-                usage = row[columns[0]].strip()
-                if index < expected_rows and usage != table.usage[index]:
-                    raise ValueError(
-                        f"{path}, line {line}: Usage {usage!r} but {table.path} line "
-                        f"{table.lines[index]} says {table.usage[index]!r}; the two files "
-                        f"must list the same images in the same order")
-                votes = _parse_votes(path, line, [row[c].strip() for c in columns[2:]])
-                rows.append((usage, row[columns[1]].strip(), votes, line))
+        reader = csv_rows(path)
+        _, header = next(reader, (0, None))
+        if header is None:
+            raise ValueError(f"{path} is empty; expected header Usage,Image name,"
+                             f"{','.join(VOTE_COLUMNS)}")
+        names = [name.strip() for name in header]
+        required = ["Usage", "Image name", *VOTE_COLUMNS]
+        missing = [name for name in required if name not in names]
+        if missing:
+            raise ValueError(f"{path}, line 1: header {header} lacks column(s) {missing}; "
+                             f"expected {','.join(required)}")
+        columns = [names.index(name) for name in required]
+        rows = []
+        for line, row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}, line {line}: {len(row)} fields; expected "
+                                 f"{len(header)}")
+            index = len(rows)
+            usage = row[columns[0]].strip()
+            if index < expected_rows and usage != table.usage[index]:
+                raise ValueError(
+                    f"{path}, line {line}: Usage {usage!r} but {table.path} line "
+                    f"{table.lines[index]} says {table.usage[index]!r}; the two files "
+                    f"must list the same images in the same order")
+            votes = _parse_votes(path, line, [row[c].strip() for c in columns[2:]])
+            rows.append((usage, row[columns[1]].strip(), votes, line))
         if len(rows) != expected_rows:
             raise ValueError(f"{path} has {len(rows)} data rows but {table.path} has "
                              f"{expected_rows}; the rows must align one to one")
@@ -345,18 +356,25 @@ class FERPlusSource:
 
     def _folder_split(self, split: str) -> _Split:
         entries, files, origins = [], [], []
+        outside = Counter()
         for usage in self.splits[split]:
             folder = self.root / FOLDERS[usage]
             label_csv = folder / "label.csv"
-            present = {path.name for path in folder.iterdir()}
+            present = set(os.listdir(folder))
             for line, name, votes in self._read_label_csv(label_csv):
-                if name and name not in present:
+                path = under_root(folder, name) if name else folder
+                base = os.path.basename(name)
+                if path is None or is_hidden(base):
+                    outside[OUTSIDE_ROOT if path is None else hidden_reason(base)] += 1
+                    continue
+                if name and not (name in present or path.is_file()):
                     raise FileNotFoundError(f"{label_csv}, line {line}: image {name!r} is "
-                                            f"listed but {folder / name} does not exist")
+                                            f"listed but {path} does not exist")
                 entries.append((len(files), name, votes))
-                files.append(folder / name)
+                files.append(path)
                 origins.append(f"{label_csv}, line {line}")
         kept, targets, skipped = _build_split(entries, self.mode(split))
+        skipped.update(outside)
         return _Split(rows=np.asarray(kept, dtype=np.int64), targets=targets, skipped=skipped,
                       files=[files[i] for i in kept], origins=[origins[i] for i in kept])
 
@@ -365,27 +383,13 @@ class FERPlusSource:
         """A folder's label.csv: (line, image name, 10 votes) per row, no header (a header
         row naming the vote columns, if present, is recognised and passed over)."""
         rows = []
-        with path.open(newline="") as handle:
-            reader = csv.reader(handle)
-            for row in reader:
-                line = reader.line_num
-                fields = [value.strip() for value in row]
-                if line == 1 and fields[1:] == VOTE_COLUMNS:
-                    continue
-                if len(fields) != 1 + len(VOTE_COLUMNS):
-                    raise ValueError(f"{path}, line {line}: {len(fields)} fields; expected "
-                                     f"11 (image name, then votes for "
-                                     f"{','.join(VOTE_COLUMNS)})")
-                rows.append((line, fields[0], _parse_votes(path, line, fields[1:])))
+        for line, row in csv_rows(path):
+            fields = [value.strip() for value in row]
+            if not fields or (line == 1 and fields[1:] == VOTE_COLUMNS):
+                continue
+            if len(fields) != 1 + len(VOTE_COLUMNS):
+                raise ValueError(f"{path}, line {line}: {len(fields)} fields; expected "
+                                 f"11 (image name, then votes for "
+                                 f"{','.join(VOTE_COLUMNS)})")
+            rows.append((line, fields[0], _parse_votes(path, line, fields[1:])))
         return rows
-
-    @staticmethod
-    def _read_png(path: Path, origin: str) -> np.ndarray:
-        try:
-            with Image.open(path) as image:
-                image.load()
-                return np.asarray(image.convert("L") if image.mode not in ("L", "RGB")
-                                  else image)
-        except (OSError, SyntaxError, ValueError) as error:
-            raise ValueError(f"{path} (listed in {origin}): unreadable or truncated image: "
-                             f"{error}") from None

@@ -1,6 +1,6 @@
-"""Class-per-folder image trees, and the file helpers every photo source shares.
+"""Class-per-folder image trees (``data=imagefolder data.root=<dir>``).
 
-Two layouts are read (``data=imagefolder data.root=<dir>``)::
+Two layouts are read::
 
     root/                         root/
       train/                        angry/
@@ -10,33 +10,56 @@ Two layouts are read (``data=imagefolder data.root=<dir>``)::
       test/
 
 Class names are the class folder names, sorted (the union over the split folders).
-Without split folders the samples are split by seeded, stratified ``split_fractions``;
-with split folders but no val folder, val is a stratified ``val_fraction`` hold-out of
-train; with no test folder, test is the val split (logged). Files are found recursively
-inside each class folder; those without an image extension are counted as skipped.
+Without split folders the samples are split by seeded, stratified ``split_fractions``
+(a test fraction of 0 means no test split); with split folders but no val folder, val is
+a stratified ``val_fraction`` hold-out of train; with no test folder, test is the val
+split (logged). Files are found recursively inside each class folder.
+
+Counted as skipped, per reason: files without an image extension, files outside a class
+folder, hidden files and folders (``.DS_Store``, the macOS ``._*`` files), and symlinked
+folders that point at the root, above it or inside it (following them would read images
+twice or loop). Symlinks to folders elsewhere (data on another disk) are followed. A class
+folder of train (or of the root) without any image is an error: it would be a class
+nobody can learn.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from fer_lightning.data.sources.base import SPLITS, RawSample, SplitInfo
+from fer_lightning.data.sources.base import (
+    SPLITS,
+    DatasetError,
+    ListedImage,
+    RawSample,
+    SplitInfo,
+    SplitUnavailableError,
+)
 from fer_lightning.data.sources.holdout import stratified_holdout, stratified_partition
+from fer_lightning.data.sources.io import (
+    IMAGE_EXTENSIONS,
+    fingerprint_of,
+    hidden_reason,
+    is_hidden,
+    layout_error,
+    read_image,
+    require,
+)
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 #: Accepted folder names (case-insensitive) for each split.
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
-#: How many missing files an error message lists before "...".
-MAX_LISTED = 5
+# Skip reasons of this source, as counted in SplitInfo.skipped.
+NON_IMAGE = "non_image_file"
+OUTSIDE_CLASS = "outside_class_folder"
+LINK_TO_ROOT = "symlink_to_root_or_above"
+LINK_INSIDE = "symlink_inside_root"
 
 LAYOUT = """\
 root/
@@ -44,94 +67,37 @@ root/
   train/<class name>/<image>...   (+ optional val/ | valid/ | validation/, test/)"""
 
 
-# ---------------------------------------------------------------------------------------
-# Helpers shared by the photo sources (RAF-DB, AffectNet, folders)
-# ---------------------------------------------------------------------------------------
-
-
-def layout_error(path: Path, what: str, layout: str) -> FileNotFoundError:
-    """A FileNotFoundError naming the missing ``path`` and drawing the expected layout."""
-    return FileNotFoundError(f"{what} not found: {path}\nExpected layout:\n{layout}")
-
-
-def require(path: Path, what: str, layout: str, directory: bool = False) -> Path:
-    """``path`` if it exists (as a directory when ``directory``), else a layout_error."""
-    if not (path.is_dir() if directory else path.is_file()):
-        raise layout_error(path, what, layout)
-    return path
-
-
-def read_rgb(path: Path, where: str = "") -> np.ndarray:
-    """Decode one image file to uint8 (H, W, 3).
-
-    A missing, unreadable, truncated or otherwise undecodable file raises an error naming
-    ``path`` and ``where`` it was listed (e.g. ``" (listed at labels.txt:12)"``).
-    """
-    try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image file {path}{where} does not exist") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ValueError(f"cannot decode image file {path}{where}: {error}") from error
-
-
-def check_files_exist(paths: Sequence[Path], listed_at: Sequence[str], what: str) -> None:
-    """Raise FileNotFoundError listing the first missing ``paths`` with where each was
-    listed; each directory is listed once instead of one stat per file."""
-    contents: dict[Path, set[str]] = {}
-    missing = []
-    for i, path in enumerate(paths):
-        parent = path.parent
-        if parent not in contents:
-            contents[parent] = set(os.listdir(parent)) if parent.is_dir() else set()
-        if path.name not in contents[parent]:
-            missing.append(i)
-    if missing:
-        shown = "\n".join(f"  {paths[i]} ({listed_at[i]})" for i in missing[:MAX_LISTED])
-        more = f"\n  ... and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
-        raise FileNotFoundError(
-            f"{len(missing)} of {len(paths)} {what} are missing:\n{shown}{more}")
-
-
-def fingerprint_of(*parts: object) -> str:
-    """A short stable hash of ``parts`` (their repr), for cache keys."""
-    return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
-
-
-# ---------------------------------------------------------------------------------------
-# The source
-# ---------------------------------------------------------------------------------------
-
-
-def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _count(skipped: dict[str, int], reason: str) -> None:
+    skipped[reason] = skipped.get(reason, 0) + 1
 
 
 class ImageFolder:
     """A class-per-folder tree, with or without train/val/test split folders.
 
-    ``split_fractions`` (train, val, test; summing to 1) splits a tree without split
-    folders; ``val_fraction`` holds val out of train when split folders have no val
-    folder; both are stratified and seeded by ``seed``. Images are decoded per
+    ``split_fractions`` (train, val, test; summing to 1, train and val > 0) splits a tree
+    without split folders; ``val_fraction`` holds val out of train when split folders have
+    no val folder; both are stratified and seeded by ``seed``. Images are decoded per
     ``load`` as RGB uint8.
     """
 
     def __init__(self, root: str | os.PathLike, split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
                  val_fraction: float = 0.1, seed: int = 0) -> None:
         self.root = require(Path(root), "image folder root", LAYOUT, directory=True)
+        self._real_root = self.root.resolve()
         if len(split_fractions) != 3:
             raise ValueError(f"data.source.split_fractions must be [train, val, test], got "
                              f"{list(split_fractions)}")
         self.split_fractions = tuple(float(f) for f in split_fractions)
         if min(self.split_fractions) < 0 or not np.isclose(sum(self.split_fractions), 1.0) \
-                or self.split_fractions[0] <= 0:
+                or self.split_fractions[0] <= 0 or self.split_fractions[1] <= 0:
             raise ValueError(f"data.source.split_fractions must be [train, val, test] >= 0 "
-                             f"summing to 1 with train > 0, got {list(self.split_fractions)}")
+                             f"summing to 1 with train and val > 0, got "
+                             f"{list(self.split_fractions)}")
         self.val_fraction, self.seed = val_fraction, seed
         self._paths: dict[str, list[str]] = {}
         self._labels: dict[str, np.ndarray] = {}
         self._skipped: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
+        self._unavailable: dict[str, str] = {}
         split_dirs = self._split_dirs()
         if split_dirs:
             self._read_split_layout(split_dirs)
@@ -155,7 +121,7 @@ class ImageFolder:
     def load(self, split: str, index: int) -> RawSample:
         """Decode image ``index`` of ``split`` (RGB uint8)."""
         self._check_split(split)
-        image = read_rgb(self.path(split, index))
+        image = read_image(self.path(split, index))
         return RawSample(image=image, label=int(self._labels[split][index]))
 
     # -- helpers beyond the protocol ---------------------------------------------------
@@ -163,6 +129,11 @@ class ImageFolder:
     def path(self, split: str, index: int) -> Path:
         """The image file of sample ``index`` of ``split``."""
         return self.root / self._paths[split][index]
+
+    def image_files(self, split: str) -> list[ListedImage]:
+        """The image file of every sample of ``split``."""
+        self._check_split(split)
+        return [ListedImage(self.root / path) for path in self._paths[split]]
 
     def describe(self) -> str:
         """One line: what is read and how the splits are formed (for summaries)."""
@@ -172,20 +143,56 @@ class ImageFolder:
         """Hash of the file lists, labels and split settings (landmark cache keys)."""
         return fingerprint_of("imagefolder", self.class_names, self.split_fractions,
                               self.val_fraction, self.seed,
-                              *[(self._paths[s], self._labels[s].tolist()) for s in SPLITS])
+                              *[(self._paths.get(s), self._labels[s].tolist()
+                                 if s in self._labels else None) for s in SPLITS])
 
     # -- internals ---------------------------------------------------------------------
 
     def _check_split(self, split: str) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+        if split in self._unavailable:
+            raise SplitUnavailableError(self._unavailable[split])
+
+    def _visible_dirs(self, folder: Path, skipped: dict[str, int], warn: bool = True
+                      ) -> list[Path]:
+        """Sub-folders of ``folder`` to read, hidden ones and unsafe symlinks counted (and
+        the symlinks logged, with ``warn``)."""
+        folders = []
+        for entry in sorted(folder.iterdir()):
+            if not entry.is_dir():
+                continue
+            if is_hidden(entry.name):
+                _count(skipped, hidden_reason(entry.name))
+            else:
+                reason = self._link_problem(entry)
+                if reason:
+                    _count(skipped, reason)
+                    if warn:
+                        log.warning("%s: not followed (%s)", entry, reason.replace("_", " "))
+                else:
+                    folders.append(entry)
+        return folders
+
+    def _link_problem(self, folder: Path) -> str | None:
+        """Why symlinked ``folder`` must not be followed: it points at the root or above
+        (a loop, or the whole dataset again as one class), or inside the root (its images
+        would be read twice); None for plain folders and links to elsewhere."""
+        if not folder.is_symlink():
+            return None
+        target = folder.resolve()
+        if target == self._real_root or target in self._real_root.parents:
+            return LINK_TO_ROOT
+        if self._real_root in target.parents:
+            return LINK_INSIDE
+        return None
 
     def _split_dirs(self) -> dict[str, Path]:
         """Split name -> folder, when the root holds split folders; {} for a flat tree."""
         names = {alias: split for split, aliases in SPLIT_FOLDERS.items() for alias in aliases}
         found: dict[str, Path] = {}
         others = []
-        for folder in _visible_dirs(self.root):
+        for folder in self._visible_dirs(self.root, {}, warn=False):
             split = names.get(folder.name.lower())
             if split is None:
                 others.append(folder.name)
@@ -203,26 +210,47 @@ class ImageFolder:
             raise layout_error(self.root / "train", "train folder", LAYOUT)
         return found
 
-    def _scan(self, folder: Path, skipped: dict[str, int]) -> dict[str, list[str]]:
-        """Class name -> image paths (relative to root) under ``folder``'s class folders."""
+    def _scan(self, folder: Path, skipped: dict[str, int], defines_classes: bool
+              ) -> dict[str, list[str]]:
+        """Class name -> image paths (relative to root) under ``folder``'s class folders.
+
+        With ``defines_classes`` (train, or the root of a flat tree) a class folder
+        without images is an error."""
         classes: dict[str, list[str]] = {}
         for entry in sorted(folder.iterdir()):
-            if entry.name.startswith("."):
-                continue
             if not entry.is_dir():
-                skipped["outside_class_folder"] = skipped.get("outside_class_folder", 0) + 1
-                continue
-            images = classes.setdefault(entry.name, [])
-            for directory, subdirs, files in os.walk(entry):
-                subdirs.sort()
-                for name in sorted(files):
-                    if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                        images.append(str(Path(directory, name).relative_to(self.root)))
-                    else:
-                        skipped["non_image_file"] = skipped.get("non_image_file", 0) + 1
+                _count(skipped, hidden_reason(entry.name) if is_hidden(entry.name)
+                       else OUTSIDE_CLASS)
+        for class_dir in self._visible_dirs(folder, skipped):
+            classes[class_dir.name] = self._images_in(class_dir, skipped)
+            if defines_classes and not classes[class_dir.name]:
+                raise DatasetError(
+                    f"class folder {class_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                    f"every folder there is a class: add its images or remove it")
         if not classes:
             raise layout_error(folder / "<class name>", "class folders", LAYOUT)
         return classes
+
+    def _images_in(self, class_dir: Path, skipped: dict[str, int]) -> list[str]:
+        """Image paths (relative to root) found recursively in ``class_dir``, sorted."""
+        images, seen = [], set()
+        for directory, subdirs, files in os.walk(class_dir, followlinks=True):
+            here = Path(directory)
+            real = here.resolve()
+            if real in seen:  # two links to one folder outside the root: read it once
+                subdirs[:] = []
+                continue
+            seen.add(real)
+            subdirs[:] = [d.name for d in self._visible_dirs(here, skipped)
+                          if d.name in subdirs]
+            for name in sorted(files):
+                if is_hidden(name):
+                    _count(skipped, hidden_reason(name))
+                elif Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                    images.append(str((here / name).relative_to(self.root)))
+                else:
+                    _count(skipped, NON_IMAGE)
+        return images
 
     def _set_classes(self, trees: Sequence[dict[str, list[str]]]) -> None:
         self.class_names = sorted({name for tree in trees for name in tree})
@@ -241,7 +269,7 @@ class ImageFolder:
         self._labels[split] = labels[index]
 
     def _read_split_layout(self, split_dirs: dict[str, Path]) -> None:
-        trees = {split: self._scan(folder, self._skipped[split])
+        trees = {split: self._scan(folder, self._skipped[split], split == "train")
                  for split, folder in split_dirs.items()}
         self._set_classes(list(trees.values()))
         flat = {split: self._flatten(tree) for split, tree in trees.items()}
@@ -260,9 +288,12 @@ class ImageFolder:
             self._paths["test"], self._labels["test"] = self._paths["val"], self._labels["val"]
 
     def _read_flat_layout(self) -> None:
-        tree = self._scan(self.root, self._skipped["train"])
+        tree = self._scan(self.root, self._skipped["train"], defines_classes=True)
         self._set_classes([tree])
         paths, labels = self._flatten(tree)
         parts = stratified_partition(labels, self.split_fractions, self.seed)
         for split, index in zip(SPLITS, parts, strict=True):
             self._assign(split, paths, labels, index)
+        if self.split_fractions[2] == 0:
+            self._unavailable["test"] = (f"data.source.split_fractions={list(self.split_fractions)}"
+                                         f" gives the test split no share of {self.root}")
