@@ -64,7 +64,7 @@ def build_datamodule(cfg: DictConfig) -> FERDataModule:
     landmarks = LandmarksConfig.from_mapping(cfg.landmarks)  # fails before data is read
     make = instantiate(cfg.data, _partial_=True)  # objects are passed as they are
     return make(landmarks=landmarks,
-                landmark_encoding=getattr(net_class(cfg), "landmark_encoding", None))
+                landmark_encoding=net_class(cfg).landmark_encoding)
 
 
 def build_datamodule_or_hint(cfg: DictConfig) -> FERDataModule:

@@ -18,9 +18,14 @@ from landmark_fixtures import CountingExtractor, TinySource, make_cache
 
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.landmarks.config import LandmarksConfig
-from fer_lightning.data.landmarks.content import sample_digests, source_identity
+from fer_lightning.data.landmarks.content import (
+    FileDigestMemo,
+    digest_method,
+    sample_digests,
+    source_identity,
+)
 from fer_lightning.data.landmarks.schema import canonical_mean_shape
-from fer_lightning.data.sources.base import SPLITS, RawSample, SplitInfo
+from fer_lightning.data.sources.base import SPLITS, ListedImage, RawSample, SplitInfo
 from fer_lightning.data.summary import format_text
 from fer_lightning.train import train
 
@@ -126,6 +131,46 @@ def test_digests_use_the_sources_own_method_when_it_has_one() -> None:
     fast.set_value("train", 0, 99)  # the method decides: unchanged digest
     np.testing.assert_array_equal(sample_digests(fast, "train", 10),
                                   sample_digests(Digested(), "train", 10))
+
+
+class FileSource(TinySource):
+    """TinySource whose samples are listed as image files (with optional face boxes)."""
+
+    def __init__(self, folder: Path, boxes: list | None = None) -> None:
+        super().__init__()
+        self.files = []
+        for index in range(10):
+            self.files.append(folder / f"{index}.png")
+            self.files[-1].write_bytes(bytes([index]) * 64)
+        self.boxes = boxes or [None] * 10
+
+    def image_files(self, split: str) -> list[ListedImage]:
+        return [ListedImage(path, box=box)
+                for path, box in zip(self.files, self.boxes, strict=True)]
+
+
+def test_image_files_are_hashed_once_and_again_only_when_they_change(tmp_path: Path) -> None:
+    source = FileSource(tmp_path)
+    memo_file = tmp_path / "memo" / "file_digests.json"
+    first_memo = FileDigestMemo(memo_file)
+    first = sample_digests(source, "train", 10, first_memo)
+    assert first_memo.hashed == 10 and digest_method(source, "train", 10) == "image files"
+    second_memo = FileDigestMemo(memo_file)
+    np.testing.assert_array_equal(sample_digests(source, "train", 10, second_memo), first)
+    assert second_memo.hashed == 0  # every file's stat signature matched: nothing read
+    source.files[3].write_bytes(b"edited in place")
+    third_memo = FileDigestMemo(memo_file)
+    third = sample_digests(source, "train", 10, third_memo)
+    assert third_memo.hashed == 1
+    changed = np.flatnonzero((third != first).any(axis=1))
+    assert changed.tolist() == [3]
+
+
+def test_a_face_box_is_part_of_an_image_files_digest(tmp_path: Path) -> None:
+    plain = sample_digests(FileSource(tmp_path), "train", 10)
+    boxes = [None] * 9 + [(1, 2, 30, 30)]
+    boxed = sample_digests(FileSource(tmp_path, boxes), "train", 10)
+    assert np.flatnonzero((plain != boxed).any(axis=1)).tolist() == [9]
 
 
 def test_three_processes_on_one_cache_dir_share_the_work(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ and package version, face-crop settings). Inside:
   ``crop_box.npy``, ``face_box.npy``, one ``extra_<name>.npy`` per backend extra (e.g.
   the 478-point MediaPipe mesh, memory-mapped when read) and ``digests.npy``, the
   content digest of every sample's image bytes (``content.sample_digests``);
+- ``file_digests.json``: for image-file datasets, each file's digest with its stat
+  signature, so later runs hash only files that changed (``content.FileDigestMemo``);
 - ``done.json``: written last, it names the current ``arrays-<generation>`` folder and
   holds the detection report, the chunk size and a BLAKE2b checksum of every chunk of
   rows of every array. Replacing it is the atomic commit of a new generation;
@@ -49,6 +51,7 @@ from filelock import FileLock, Timeout
 
 from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.landmarks.content import (
+    FileDigestMemo,
     digest_method,
     identity_hash,
     sample_digests,
@@ -232,7 +235,8 @@ class LandmarkCache:
     def digests(self) -> np.ndarray:
         """(N, 16) uint8 content digests of the split (computed once per object)."""
         if self._digests is None:
-            self._digests = sample_digests(self.source, self.split, self.size)
+            memo = FileDigestMemo(self.directory / "file_digests.json")
+            self._digests = sample_digests(self.source, self.split, self.size, memo)
         return self._digests
 
     def chunks(self) -> list[tuple[int, int]]:
@@ -449,7 +453,8 @@ class LandmarkCache:
         _write_json(self.directory / "done.json", {
             "format": CACHE_FORMAT, "generation": generation, "arrays": folder.name,
             "size": self.size, "chunk_size": self.chunk_size, "checksums": checksums,
-            "digests": digest_method(self.source), "detection": detection_report(valid)})
+            "digests": digest_method(self.source, self.split, self.size),
+            "detection": detection_report(valid)})
         for path in state.chunks.values():
             path.unlink(missing_ok=True)
         for old in self.directory.glob("arrays-*"):

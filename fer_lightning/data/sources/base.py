@@ -64,11 +64,12 @@ class Source(Protocol):
     """A dataset format. Implementations live one per file in ``data/sources``.
 
     Optional, beyond the protocol: ``sample_digest(split, index) -> bytes``, a fast
-    digest of the bytes sample ``index``'s image comes from (e.g. BLAKE2b of its image
-    file, of its csv row's pixels, or, for generated data, of the config and index). It
-    must change whenever ``load(split, index).image`` can change. The landmark cache
-    keys its rows by it; without it the cache hashes the decoded image, which is always
-    right but decodes every image (docs/landmarks.md, "The cache").
+    digest of what sample ``index``'s image is made from (e.g. for generated data, its
+    config and index). It must change whenever ``load(split, index).image`` can change.
+    The landmark cache keys its rows by it. Sources that read one file per sample
+    implement ``ImageFileSource`` instead (the cache hashes those files, remembering each
+    digest until the file changes); without either, the cache hashes the decoded image,
+    which is always right but decodes every image (docs/landmarks.md, "The cache").
     """
 
     class_names: list[str]

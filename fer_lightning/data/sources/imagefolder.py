@@ -25,7 +25,6 @@ nobody can learn.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -131,9 +130,6 @@ class ImageFolder:
         """The image file of sample ``index`` of ``split``."""
         return self.root / self._paths[split][index]
 
-    def sample_digest(self, split: str, index: int) -> bytes:
-        """BLAKE2b of the image file's bytes (landmark cache content key)."""
-        return hashlib.blake2b(self.path(split, index).read_bytes(), digest_size=16).digest()
 
     def image_files(self, split: str) -> list[ListedImage]:
         """The image file of every sample of ``split``."""

@@ -24,7 +24,6 @@ and counted as ``path_outside_root`` (with the line in the log), never read.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections import Counter
@@ -123,9 +122,6 @@ class RafDB:
         return [ListedImage(self._paths[i], f"listed at {self.label_file}:{self._lines[i]}")
                 for i in self._split(split)]
 
-    def sample_digest(self, split: str, index: int) -> bytes:
-        """BLAKE2b of the image file's bytes (landmark cache content key)."""
-        return hashlib.blake2b(self.path(split, index).read_bytes(), digest_size=16).digest()
 
     def describe(self) -> str:
         """One line: what is read and how the splits are formed (for summaries)."""
