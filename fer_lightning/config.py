@@ -24,6 +24,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fer_lightning.checks import check_choice
 from fer_lightning.nets.base import FERNet
+from fer_lightning.report.labels import run_label
+from fer_lightning.slurm import slurm_gpus, slurm_tasks
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
@@ -34,6 +36,11 @@ TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # chdir). Unlike `${hydra:runtime.cwd}` it also resolves while a multirun launcher computes
 # its sweep directory, before Hydra's per-job state exists.
 OmegaConf.register_new_resolver("launch_dir", os.getcwd, replace=True)
+# `${run_label:name|group|tags}`: W&B names, groups and tags from the run's ablation axes.
+OmegaConf.register_new_resolver("run_label", run_label, replace=True)
+# `${slurm_tasks:...}`, `${slurm_gpus:...}`: hydra/launcher=slurm's request from trainer.*.
+OmegaConf.register_new_resolver("slurm_tasks", slurm_tasks, replace=True)
+OmegaConf.register_new_resolver("slurm_gpus", slurm_gpus, replace=True)
 
 
 def compose_config(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:

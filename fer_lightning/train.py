@@ -13,6 +13,7 @@ import netrc
 import os
 import shutil
 import signal
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.sources.base import DatasetError
 from fer_lightning.metrics import SCALAR_METRICS
 from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
+from fer_lightning.provenance import run_record, utc_now
 from fer_lightning.resume import (
     LAST_CHECKPOINT,
     AtomicCheckpointIO,
@@ -216,6 +218,7 @@ def report_stop(trainer: L.Trainer, output_dir: Path) -> None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; returns the results also written to ``results.json``."""
+    started_at, start_time = utc_now(), time.perf_counter()
     check_config(cfg)
     for warning in check_hardware(cfg):
         log.warning(warning)
@@ -256,6 +259,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             results["test"] = model.results["test"]
         else:
             log.warning("No test metrics: %s", datamodule.unavailable_splits["test"])
+        results.update(run_record(cfg.seed, trainer, started_at, start_time))
         write_json(output_dir / "results.json", results)
         print_results(results)
     return results
