@@ -23,6 +23,9 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fer_lightning.checks import check_choice
+from fer_lightning.nets.base import FERNet
+from fer_lightning.report.labels import run_label
+from fer_lightning.slurm import slurm_gpus, slurm_tasks
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
@@ -33,6 +36,11 @@ TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # chdir). Unlike `${hydra:runtime.cwd}` it also resolves while a multirun launcher computes
 # its sweep directory, before Hydra's per-job state exists.
 OmegaConf.register_new_resolver("launch_dir", os.getcwd, replace=True)
+# `${run_label:name|group|tags}`: W&B names, groups and tags from the run's ablation axes.
+OmegaConf.register_new_resolver("run_label", run_label, replace=True)
+# `${slurm_tasks:...}`, `${slurm_gpus:...}`: hydra/launcher=slurm's request from trainer.*.
+OmegaConf.register_new_resolver("slurm_tasks", slurm_tasks, replace=True)
+OmegaConf.register_new_resolver("slurm_gpus", slurm_gpus, replace=True)
 
 
 def compose_config(overrides: Sequence[str], output_dir: str | Path,
@@ -242,9 +250,14 @@ def _check_values(cfg: DictConfig) -> None:
         _int_at_least(cfg, "callbacks.last_checkpoint.every_n_train_steps", 1)
 
 
-def net_class(cfg: DictConfig) -> type:
-    """The network class named by ``model._target_``."""
-    return get_class(cfg.model._target_)
+def net_class(cfg: DictConfig) -> type[FERNet]:
+    """The network family named by ``model._target_``: a FERNet subclass, whose declared
+    contract (``nets/base.py``) the checks read before anything is built."""
+    family = get_class(cfg.model._target_)
+    if not (isinstance(family, type) and issubclass(family, FERNet)):
+        raise ConfigError(f"model._target_={cfg.model._target_} is not a network family: "
+                          f"it must subclass fer_lightning.nets.base.FERNet")
+    return family
 
 
 def build_net(cfg: DictConfig, num_classes: int) -> torch.nn.Module:
@@ -255,7 +268,7 @@ def build_net(cfg: DictConfig, num_classes: int) -> torch.nn.Module:
     model_cfg = {key: value for key, value in cfg.model.items() if key not in ("name", "module")}
     return instantiate(model_cfg, num_classes=num_classes, in_channels=cfg.data.channels,
                        image_size=cfg.data.image_size, head=head,
-                       use_landmarks=bool(cfg.landmarks.enabled))
+                       use_landmarks=bool(cfg.landmarks.enabled), _convert_="all")
 
 
 def _check_net_builds(cfg: DictConfig) -> None:
@@ -282,13 +295,13 @@ def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value or combination that cannot run."""
     _check_values(cfg)
     net = net_class(cfg)
-    supported = getattr(net, "supported_heads", ())
-    if cfg.head.pool not in supported:
+    if cfg.head.pool not in net.supported_heads:
         raise ConfigError(
             f"model={cfg.model.name} cannot honour head={cfg.head.name} "
-            f"(head.pool={cfg.head.pool!r}); it supports head.pool in {list(supported)}"
+            f"(head.pool={cfg.head.pool!r}); it supports head.pool in "
+            f"{list(net.supported_heads)}"
         )
-    if cfg.landmarks.enabled and getattr(net, "landmark_encoding", None) is None:
+    if cfg.landmarks.enabled and net.landmark_encoding is None:
         raise ConfigError(f"model={cfg.model.name} cannot use landmarks; "
                           f"set landmarks=none")
     _check_soft_labels(cfg)

@@ -1,14 +1,19 @@
-"""Staged fine-tuning (seed 002, Methodology and Sec. 5 "Optimizer") as a Lightning callback.
+"""Staged fine-tuning of VGG16-CBAM (Ghimire et al., Methodology 1 and 5) as a Lightning
+callback.
 
 Stage 0 trains CBAM and the classifier with the pre-trained base frozen, at the optimizer's
-learning rate (Adam 1e-3 in the paper). Stage k = 1..3 additionally unfreezes the k-th last
-convolution of the base (conv5_3, then conv5_2, then conv5_1 for VGG16) and trains at the
-learning rate divided by ``lr_factor``**k (10 in the paper). The paper does not give the
-epochs per stage; ``stage_epochs`` sets them (its length is the number of stages).
+learning rate (Adam 1e-3 in the paper, Methodology 5). Stage k = 1..3 additionally
+unfreezes the k-th last convolution of the base (conv5_3, then conv5_2, then conv5_1 for
+VGG16) and trains at the learning rate divided by ``lr_factor``**k (10 in the paper). Our
+reading of "unfreezed the last layer ... This fine-tuning process was repeated for up to
+the third last layer" (Methodology 1) is that unfrozen layers stay trainable. The paper
+does not give the epochs per stage ("after training for some epochs"); ``stage_epochs``
+sets them (its length is the number of stages).
 
-The net (``pl_module.net``) tells the callback what to do through two methods, which
-``model=vgg_cbam`` and ``model=timm`` provide: ``finetune_base()`` (the module frozen in
-stage 0) and ``finetune_layers()`` (its layers in forward order).
+The net (``pl_module.net``) tells the callback what to do through the
+``nets.base.StagedFineTunable`` hooks, which ``model=vgg_cbam`` and ``model=timm``
+provide: ``finetune_base()`` (the module frozen in stage 0) and ``finetune_layers()``
+(its layers in forward order).
 
 The callback owns the learning rate: at every epoch start it sets every parameter group to
 the stage's rate, so a run resumed from a checkpoint mid-schedule continues at the right
@@ -29,13 +34,15 @@ from lightning.pytorch.callbacks import BaseFinetuning
 from torch import nn
 from torch.optim import Optimizer
 
+from fer_lightning.nets.base import StagedFineTunable
+
 log = logging.getLogger(__name__)
 
 
-def finetune_net(pl_module: L.LightningModule) -> Any:
-    """The net inside the LightningModule that declares the fine-tuning methods."""
-    net = getattr(pl_module, "net", pl_module)
-    if not (hasattr(net, "finetune_base") and hasattr(net, "finetune_layers")):
+def finetune_net(pl_module: L.LightningModule) -> StagedFineTunable:
+    """The net inside the LightningModule, which must provide the fine-tuning hooks."""
+    net = pl_module.net
+    if not isinstance(net, StagedFineTunable):
         raise ValueError(
             f"callbacks.staged_finetune needs a net with finetune_base() and finetune_layers() "
             f"(model=vgg_cbam or model=timm); {type(net).__name__} has neither")

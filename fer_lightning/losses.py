@@ -17,7 +17,7 @@ from fer_lightning.data.sources.ferplus import LABEL_MODES
 
 
 def inverse_frequency_weights(class_counts: Sequence[int]) -> torch.Tensor:
-    """Class weights w_c = N / (K * N_c) (seed 002, Eq. 5).
+    """Class weights w_c = N / (K * N_c) (VGG16-CBAM, Ghimire et al., Eq. 5).
 
     A class absent from the training split has no defined weight: that is an error,
     not a silent zero or infinity.
@@ -47,7 +47,8 @@ class CrossEntropy(nn.Module):
 
 
 class WeightedCrossEntropy(CrossEntropy):
-    """Cross-entropy weighted by inverse class frequency of the training split (seed 002 Eq. 5)."""
+    """Cross-entropy weighted by inverse class frequency of the training split (VGG16-CBAM,
+    Ghimire et al., Eq. 5)."""
 
     def __init__(self, class_counts: Sequence[int], label_smoothing: float = 0.0) -> None:
         super().__init__(label_smoothing, inverse_frequency_weights(class_counts).tolist())
@@ -56,7 +57,9 @@ class WeightedCrossEntropy(CrossEntropy):
 class FocalLoss(nn.Module):
     """Focal cross-entropy -(alpha_t) (1 - p_t)^gamma log p_t, averaged over the batch.
 
-    Seed 003 Sec. 3.3 uses it for the emotion classifier; ``gamma = 0`` with no alpha is
+    The multi-class form (Lin et al. 2017) of the focal cross-entropy MS-FPN (Zhang et al.,
+    Sec. 3.2) writes for its anchors' binary target / background term; ``+experiment=ms_fpn``
+    also uses it for the emotion classifier (our choice). ``gamma = 0`` with no alpha is
     exactly cross-entropy. ``alpha`` is an optional per-class weight list. With label
     smoothing, the log-probability term is taken against the smoothed distribution while
     the modulating factor keeps using the true-class probability p_t.

@@ -1,7 +1,8 @@
 """Classification metrics (torchmetrics) and the confusion-matrix figure.
 
 ``acc`` is overall accuracy; ``mean_class_acc`` is the mean of per-class recall, the
-RAF-DB convention (seed 003 reports both); ``macro_f1``; ``per_class_acc``; ``confusion``.
+RAF-DB convention (MS-FPN, Zhang et al., reports both); ``macro_f1``; ``per_class_acc``;
+``confusion``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import netrc
 import os
 import shutil
 import signal
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.sources.base import DatasetError
 from fer_lightning.metrics import SCALAR_METRICS
 from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
+from fer_lightning.provenance import run_record, utc_now
 from fer_lightning.resume import (
     LAST_CHECKPOINT,
     AtomicCheckpointIO,
@@ -63,7 +65,7 @@ def build_datamodule(cfg: DictConfig) -> FERDataModule:
     landmarks = LandmarksConfig.from_mapping(cfg.landmarks)  # fails before data is read
     make = instantiate(cfg.data, _partial_=True)  # objects are passed as they are
     return make(landmarks=landmarks,
-                landmark_encoding=getattr(net_class(cfg), "landmark_encoding", None))
+                landmark_encoding=net_class(cfg).landmark_encoding)
 
 
 def build_datamodule_or_hint(cfg: DictConfig) -> FERDataModule:
@@ -219,6 +221,7 @@ def report_stop(trainer: L.Trainer, output_dir: Path) -> None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; returns the results also written to ``results.json``."""
+    started_at, start_time = utc_now(), time.perf_counter()
     check_config(cfg)
     for warning in check_hardware(cfg):
         log.warning(warning)
@@ -263,6 +266,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             results["test"] = model.results["test"]
         else:
             log.warning("No test metrics: %s", datamodule.unavailable_splits["test"])
+        results.update(run_record(cfg.seed, trainer, started_at, start_time))
         write_json(output_dir / "results.json", results)
         print_results(results)
     return results

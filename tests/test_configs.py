@@ -18,7 +18,8 @@ SWAPPABLE_GROUPS = ("data", "landmarks", "model", "head", "loss", "optimizer", "
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    """The options of a group; files named ``_*.yaml`` are shared bases, not options."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def test_every_group_of_the_design_exists():
@@ -185,7 +186,7 @@ def test_sweep_files_only_name_options_that_exist(make_cfg):
                 check_config(make_cfg(*fixed, f"{key}={value}"))
 
 
-def test_key_point_experiment_reaches_all_four_table1_variants(make_cfg):
+def test_keypoint_experiment_reaches_all_four_table1_variants(make_cfg):
     for head, params in (("gap", 201_079), ("fc", 8_064_631)):
         for landmarks in ("dlib", "none"):
             cfg = make_cfg("+experiment=mini_xception_ferplus", f"head={head}",
@@ -198,7 +199,7 @@ def test_key_point_experiment_reaches_all_four_table1_variants(make_cfg):
             assert sum(p.numel() for p in net.parameters()) == params
 
 
-def test_key_point_experiment_trains_on_synthetic_faces(make_cfg):
+def test_keypoint_experiment_trains_on_synthetic_faces(make_cfg):
     from fer_lightning.train import train
 
     results = train(make_cfg("+experiment=mini_xception_ferplus", "data=synthetic",
@@ -249,7 +250,28 @@ def test_missing_dataset_names_the_path_and_how_to_run_on_synthetic_faces(make_c
     with pytest.raises(ConfigError, match=str(missing)) as error:
         train(make_cfg("+experiment=mba", f"data.root={missing}", tiny=False))
     assert "fer2013.csv" in str(error.value)  # the expected layout
-    assert "add data=synthetic landmarks=groundtruth" in str(error.value)
+    # the experiment's own hint, with the README's short synthetic budget (not 100 epochs)
+    assert ("+experiment=mba data=synthetic landmarks=groundtruth trainer=cpu "
+            "trainer.max_epochs=10") in str(error.value)
+
+
+def readme_synthetic_commands() -> list[str]:
+    """The synthetic commands of the README's "The papers' experiments" section."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### The papers' experiments", 1)[1].split("\n### ", 1)[0]
+    return [line.strip() for line in section.splitlines()
+            if line.startswith("python -m fer_lightning +experiment=") and "data=synthetic" in line]
+
+
+def test_readme_synthetic_commands_are_the_experiments_no_data_hints(make_cfg):
+    commands = readme_synthetic_commands()
+    named = {command.split("+experiment=")[1].split()[0] for command in commands}
+    assert {"mba", "mini_xception_ferplus", "vgg_cbam", "ms_fpn", "baseline_small_cnn"} <= named
+    for command in commands:
+        experiment = command.split("+experiment=")[1].split()[0]
+        hint = make_cfg(f"+experiment={experiment}", tiny=False).hint_without_data
+        assert command in " ".join(hint.split()), f"{experiment}: README and hint differ"
+        assert "trainer.max_epochs=" in command  # a short budget, not the paper's epochs
 
 
 @pytest.mark.parametrize("override, message", [

@@ -1,4 +1,5 @@
-"""MBA (Colaco & Han): attention gates, stages, compound scaling, the experiment config."""
+"""MBA (Colaco & Han): attention gates, stages, SepConv variants, compound scaling, the
+experiment config."""
 
 from importlib.resources import files
 
@@ -8,12 +9,12 @@ from omegaconf import OmegaConf
 
 from fer_lightning.config import build_net, check_config
 from fer_lightning.nets.attention import ChannelAttention, SpatialAttention
-from fer_lightning.nets.blocks import XceptionResidualModule
+from fer_lightning.nets.blocks import SeparableConv2d, XceptionResidualModule
 from fer_lightning.nets.mba import MBANet, round_filters, round_repeats
 from fer_lightning.train import train
 
 GAP = {"pool": "gap", "hidden": [], "dropout": 0.0, "conv_kernel": 3}
-PAPER_FC = {"pool": "flatten", "hidden": [], "dropout": 0.0}  # MBA: one FC layer
+PAPER_FC = {"pool": "flatten", "hidden": [], "dropout": 0.0}  # Sec. II: one FC layer
 MLP_FC = {"pool": "flatten", "hidden": [64], "dropout": 0.5}
 FAST = ("trainer.fast_dev_run=true", "logger=none")
 
@@ -98,12 +99,38 @@ def test_every_stage_has_the_expected_shape():
     assert net(image, landmark_map).shape == (2, 7)
 
 
-def test_paper_setting_parameter_count_is_pinned():
-    # The MBA paper reports no parameter count (only "lightweight"); these are our numbers for
+@pytest.mark.parametrize("pointwise, with_landmarks, image_only, gap", [
+    (False, 127_718, 53_515, 52_454),  # Sec. II: depthwise convs not followed by pointwise
+    (True, 128_598, 53_955, 53_334),   # "depthwise separable": depthwise + 1x1 pointwise
+])
+def test_paper_setting_parameter_counts_are_pinned(pointwise, with_landmarks, image_only, gap):
+    # The paper reports no parameter count (only "lightweight"); these are our numbers for
     # w = d = 0.5 at 48x48 with 7 classes, pinned so that changes are deliberate.
-    assert n_params(MBANet(7, 1, 48, PAPER_FC, use_landmarks=True)) == 128_598
-    assert n_params(MBANet(7, 1, 48, PAPER_FC, use_landmarks=False)) == 53_955
-    assert n_params(MBANet(7, 1, 48, GAP, use_landmarks=True)) == 53_334
+    def count(head, landmarks):
+        return n_params(MBANet(7, 1, 48, head, use_landmarks=landmarks, pointwise=pointwise))
+    assert count(PAPER_FC, True) == with_landmarks
+    assert count(PAPER_FC, False) == image_only
+    assert count(GAP, True) == gap
+
+
+def test_pointwise_switch_builds_depthwise_only_or_separable_convs():
+    depthwise_only = SeparableConv2d(8, 16, pointwise=False)
+    assert [(c.in_channels, c.out_channels, c.groups, c.kernel_size) for c in depthwise_only] \
+        == [(8, 16, 8, (3, 3))]  # depth multiplier 2, no 1x1 conv
+    separable = SeparableConv2d(8, 16, pointwise=True)
+    assert [(c.in_channels, c.out_channels, c.groups, c.kernel_size) for c in separable] == \
+        [(8, 8, 8, (3, 3)), (8, 16, 1, (1, 1))]
+    net = MBANet(7, 1, 48, GAP, use_landmarks=True)
+    convs = [m for m in net.image_net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert not any(c.kernel_size == (1, 1) and c.stride == (1, 1) for c in convs)
+    assert net(*inputs()).shape == (2, 7)
+
+
+def test_depthwise_only_needs_widths_that_multiply():
+    with pytest.raises(ValueError, match=r"model.pointwise=false needs every module width to "
+                                         r"be a multiple .* model.width=0.75 gives \[8, 16, 24\]"):
+        MBANet(7, 1, 48, GAP, width=0.75)
+    assert n_params(MBANet(7, 1, 48, GAP, width=0.75, pointwise=True)) > 0
 
 
 def test_landmarks_switch_the_input_keys_and_the_landmark_subnetwork():
@@ -187,6 +214,7 @@ def test_experiment_holds_the_paper_values(make_cfg):
     cfg = make_cfg("+experiment=mba", "data=synthetic", "landmarks=groundtruth", tiny=False)
     assert cfg.model.name == "mba" and cfg.data.augment is None
     assert (cfg.model.width, cfg.model.depth) == (0.5, 0.5)
+    assert cfg.model.pointwise is False  # Sec. II: no pointwise convs after the depthwise
     assert (cfg.data.image_size, cfg.data.batch_size, cfg.trainer.max_epochs) == (48, 32, 100)
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-3
     assert cfg.scheduler._target_.endswith("StepLR") and cfg.scheduler.step_size == 10
@@ -199,6 +227,9 @@ def test_experiment_holds_the_paper_values(make_cfg):
 def test_experiment_on_synthetic_builds_the_paper_network(make_cfg):
     cfg = make_cfg("+experiment=mba", "data=synthetic", "landmarks=groundtruth")
     check_config(cfg)
+    assert n_params(build_net(cfg, num_classes=7)) == 127_718
+    cfg = make_cfg("+experiment=mba", "data=synthetic", "landmarks=groundtruth",
+                   "model.pointwise=true")
     assert n_params(build_net(cfg, num_classes=7)) == 128_598
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import math
-import warnings
 
 import pytest
 import timm
@@ -12,9 +12,10 @@ import torch.nn.functional as F
 from torchvision.models.detection.image_list import ImageList
 
 from fer_lightning.config import ConfigError, check_config
+from fer_lightning.data.landmarks.schema import REGION_NAMES
 from fer_lightning.losses import CrossEntropy, FocalLoss
 from fer_lightning.modules.ms_fpn import MSFPNModule, paired_iou
-from fer_lightning.nets.ms_fpn import LEVELS, MSFPN, REGION_NAMES
+from fer_lightning.nets.ms_fpn import LEVELS, MSFPN
 from fer_lightning.train import train
 
 SIZE = 64
@@ -29,10 +30,8 @@ BOXES = torch.tensor([[6.0, 2.0, 58.0, 62.0], [36.0, 20.0, 50.0, 28.0], [14.0, 2
 
 def make_net(use_landmarks: bool = True, **kwargs) -> MSFPN:
     torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return MSFPN(num_classes=7, in_channels=1, image_size=SIZE, head=GAP,
-                     use_landmarks=use_landmarks, **{"backbone": "resnet18", **kwargs})
+    return MSFPN(num_classes=7, in_channels=1, image_size=SIZE, head=GAP,
+                 use_landmarks=use_landmarks, **{"backbone": "resnet18", **kwargs})
 
 
 def side(size: int, stride: int) -> int:
@@ -188,7 +187,7 @@ def test_paired_iou_by_hand():
     torch.testing.assert_close(paired_iou(boxes, targets), torch.tensor([[1.0, 50 / 150]]))
 
 
-def test_pretrained_path_loads_local_weights(tmp_path):
+def test_pretrained_path_loads_local_weights(tmp_path, caplog):
     reference = timm.create_model("resnet18", in_chans=1)
     path = tmp_path / "resnet18.pth"
     torch.save(reference.state_dict(), path)
@@ -196,8 +195,9 @@ def test_pretrained_path_loads_local_weights(tmp_path):
     torch.testing.assert_close(net.backbone.conv1.weight, reference.conv1.weight)
     with pytest.raises(FileNotFoundError, match="model.pretrained_path"):
         make_net(pretrained_path=str(tmp_path / "missing.pth"))
-    with pytest.warns(UserWarning, match="random weights"):
+    with caplog.at_level(logging.WARNING):
         MSFPN(7, 1, SIZE, GAP, backbone="resnet18")
+    assert "the resnet18 backbone of ms_fpn starts from random weights" in caplog.text
 
 
 def test_bad_choices_name_their_key():
@@ -230,6 +230,7 @@ def test_experiment_is_the_paper_setting(make_cfg):
     assert cfg.trainer.max_epochs == 50 and cfg.trainer.precision == "16-mixed"
     assert cfg.head.dropout == 0.5 and cfg.loss._target_.endswith("FocalLoss")
     assert cfg.loss.gamma == 2.0
+    assert cfg.data.augment is None  # the paper mentions no augmentation
     assert cfg.optimized_metric == "val/mean_class_acc"
     assert cfg.callbacks.model_checkpoint.monitor == "val/mean_class_acc"
 
@@ -259,3 +260,15 @@ def test_fast_dev_run_loss_ce_and_detected_boxes(make_cfg):
     results = train(make_cfg(*SYNTHETIC, "loss=ce", "model.module.classifier_boxes=detected",
                              "model.module.detection_weight=0.5", *FAST))
     assert results["test"]["metrics"]["acc"] >= 0.0
+
+
+def test_module_needs_as_many_regions_as_the_encoding_gives():
+    with pytest.raises(ValueError, match=r"model.num_regions=3, but the regions encoding gives "
+                                         r"5 boxes \['face', 'left_eye'"):
+        MSFPNModule(make_net(num_regions=3), CrossEntropy(), ["a"] * 7,
+                    {"_target_": "torch.optim.Adam"})
+    with pytest.raises(ValueError, match="model.num_regions must be >= 2"):
+        make_net(num_regions=1)
+    net = make_net(num_regions=3).eval()  # face + 2 organs: every shape follows
+    out = net.run(torch.randn(2, 1, SIZE, SIZE))
+    assert out.detections.boxes.shape == (2, 3, 4) and out.logits.shape == (2, 7)

@@ -74,14 +74,23 @@ def test_key_maps_rename_before_a_strict_load(tmp_path):
         TimmBackbone(7, 3, 32, GAP, arch="resnet18", pretrained_path=str(tmp_path / "wrapped.pth"))
 
 
-def test_no_path_warns_and_meta_build_loads_nothing(caplog, tmp_path):
+def test_no_path_warns_and_meta_build_reads_nothing(caplog, tmp_path):
     with caplog.at_level(logging.WARNING):
         TimmBackbone(7, 3, 32, GAP, arch="resnet18")
-    assert "starts from random weights" in caplog.text
+    assert "timm model 'resnet18' starts from random weights" in caplog.text
     caplog.clear()
+    unreadable = tmp_path / "not-a-checkpoint.pth"
+    unreadable.write_bytes(b"not torch")
     with torch.device("meta"), caplog.at_level(logging.WARNING):
-        TimmBackbone(7, 3, 32, GAP, arch="resnet18", pretrained_path=str(tmp_path / "none.pth"))
+        TimmBackbone(7, 3, 32, GAP, arch="resnet18", pretrained_path=str(unreadable))
     assert caplog.text == ""
+
+
+def test_missing_weights_file_fails_at_the_config_check(make_cfg, tmp_path):
+    missing = tmp_path / "none.pth"
+    with pytest.raises(ConfigError, match=f"model.pretrained_path='{missing}': no such file"):
+        check_config(make_cfg("model=timm", "model.name=resnet18",
+                              f"model.pretrained_path={missing}"))
 
 
 @pytest.mark.parametrize("experiment, size", [("baseline_resnet50_imagenet", 32),

@@ -1,5 +1,5 @@
 """model=vgg_cbam (VGG16-CBAM, Ghimire et al.): parameter counts, CBAM maths, pre-trained
-loading, experiments."""
+loading, input scaling, experiments."""
 
 import logging
 
@@ -10,7 +10,6 @@ from torchvision.models import vgg16
 
 from fer_lightning.config import build_net
 from fer_lightning.nets.cbam import CBAM, ChannelGate, SpatialGate
-from fer_lightning.nets.pretrained import RANDOM_INIT_WARNING
 from fer_lightning.nets.vgg_cbam import VGGCBAM
 from fer_lightning.train import train
 
@@ -173,14 +172,19 @@ def test_bad_checkpoints_are_reported_strictly(tmp_path):
         VGGCBAM(7, 3, 32, PAPER_HEAD, pretrained_path=str(tmp_path / "missing.pth"))
 
 
-def test_no_path_warns_and_meta_build_loads_nothing(caplog, tmp_path):
+def test_no_path_warns_and_meta_build_reads_nothing(caplog, tmp_path):
     with caplog.at_level(logging.WARNING):
         VGGCBAM(7, 3, 32, PAPER_HEAD)
-    assert RANDOM_INIT_WARNING in caplog.text
+    assert "the VGG base starts from random weights; accuracy will not match VGG16-CBAM" \
+        in caplog.text
     caplog.clear()
+    unreadable = tmp_path / "not-a-checkpoint.pth"
+    unreadable.write_bytes(b"not torch")
     with caplog.at_level(logging.WARNING):
-        meta_net(pretrained_path=str(tmp_path / "not-there.pth"))
+        meta_net(pretrained_path=str(unreadable))  # a real build would fail to read it
     assert caplog.text == ""
+    with pytest.raises(FileNotFoundError, match="model.pretrained_path=.*not-there.pth"):
+        meta_net(pretrained_path=str(tmp_path / "not-there.pth"))  # the config check's build
 
 
 VGG_EXPERIMENTS = ["vgg_cbam", "baseline_small_cnn", "baseline_vgg16_imagenet_fc",
@@ -198,3 +202,55 @@ def test_landmark_overlay_applies(make_cfg):
     results = train(make_cfg("model=vgg_cbam", "landmarks=groundtruth", "data.image_size=32",
                              "model.layers=[8,M,8,M,8,M,8,M,8,M]", *FAST))
     assert results["num_parameters"] > 0
+
+
+VGGFACE_MEAN_255 = torch.tensor([129.186279296875, 104.76238250732422, 93.59396362304688])
+
+
+def test_vggface_layout_gets_vggface_input_scaling(tmp_path):
+    torch.save(fake_vggface_state(), tmp_path / "vgg_face.pth")
+    net = VGGCBAM(7, 3, 32, PAPER_HEAD, pretrained_path=str(tmp_path / "vgg_face.pth"),
+                  data_mean=0.5, data_std=0.5)
+    assert net.input_adapter.target == "vggface"
+    normalised = torch.rand(2, 3, 4, 4) * 2 - 1  # what the data pipeline feeds: (p - .5) / .5
+    pixels = normalised * 0.5 + 0.5
+    expected = pixels * 255 - VGGFACE_MEAN_255.view(1, 3, 1, 1)  # 0..255 minus the mean face
+    torch.testing.assert_close(net.input_adapter(normalised), expected, rtol=1e-5, atol=1e-3)
+    # per-channel data statistics and a grey (1-channel) base: the mean of the three
+    grey = VGGCBAM(7, 1, 32, PAPER_HEAD, pretrained_path=str(tmp_path / "vgg_face.pth"),
+                   data_mean=[0.4], data_std=[0.2])
+    torch.testing.assert_close(grey.input_adapter(torch.zeros(1, 1, 2, 2)),
+                               torch.full((1, 1, 2, 2), 0.4 * 255 - VGGFACE_MEAN_255.mean()))
+
+
+def test_other_layouts_and_input_norm_data_keep_the_data_scaling(tmp_path):
+    torch.save(fake_torchvision_state(), tmp_path / "imagenet.pth")
+    torch.save(fake_vggface_state(), tmp_path / "vgg_face.pth")
+    image = torch.randn(1, 3, 4, 4)
+    for path, norm in ((tmp_path / "imagenet.pth", "auto"), (tmp_path / "vgg_face.pth", "data"),
+                       (None, "auto")):
+        net = VGGCBAM(7, 3, 32, PAPER_HEAD, pretrained_path=path and str(path), input_norm=norm)
+        assert net.input_adapter.target == "data"
+        assert torch.equal(net.input_adapter(image), image)
+    with pytest.raises(ValueError, match=r"model.input_norm must be one of \['auto', 'data', "
+                                         r"'vggface'\], got 'bgr'"):
+        meta_net(input_norm="bgr")
+
+
+def test_input_scaling_travels_in_the_state_dict(tmp_path):
+    torch.save(fake_vggface_state(), tmp_path / "vgg_face.pth")
+    trained = VGGCBAM(7, 3, 32, PAPER_HEAD, pretrained_path=str(tmp_path / "vgg_face.pth"))
+    rebuilt = VGGCBAM(7, 3, 32, PAPER_HEAD)  # e.g. from a checkpoint, no weights file
+    rebuilt.load_state_dict(trained.state_dict())
+    image = torch.randn(1, 3, 4, 4)
+    torch.testing.assert_close(rebuilt.input_adapter(image), trained.input_adapter(image))
+
+
+def test_experiment_with_vggface_weights_scales_the_input_as_vggface(make_cfg, tmp_path):
+    torch.save(fake_vggface_state(), tmp_path / "vgg_face.pth")
+    cfg = make_cfg("+experiment=vgg_cbam", "data=synthetic", "data.image_size=32",
+                   f"model.pretrained_path={tmp_path / 'vgg_face.pth'}")
+    net = build_net(cfg, num_classes=7)
+    assert net.input_adapter.target == "vggface"
+    scale = 255 * cfg.data.std
+    torch.testing.assert_close(net.input_adapter.scale.flatten(), torch.full((3,), scale))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,45 @@ from fer_lightning.metrics import classification_metrics, split_results
 
 STAGES = ("train", "val", "test")
 LIGHTNING_SCHEDULER_KEYS = ("interval", "frequency", "monitor")
+#: Keys of the optimizer config that shape its parameter groups (not optimizer arguments).
+PARAM_GROUP_KEYS = ("conv_l2", "conv_l2_modules")
+#: Optimizers whose weight_decay is decoupled from the gradient: no Keras-style L2.
+DECOUPLED_WEIGHT_DECAY = ("AdamW",)
+
+
+def param_groups(module: nn.Module, conv_l2: float = 0.0, conv_l2_modules: str | None = None,
+                 optimizer_target: str = "") -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: one home for per-layer L2 regularisation.
+
+    ``conv_l2`` = lambda > 0 puts the kernels (weights, not biases) of the ``nn.Conv2d``
+    layers whose qualified name matches the regex ``conv_l2_modules`` (``re.search``;
+    null = every Conv2d) into their own group with ``weight_decay = 2 * lambda``. Keras'
+    ``kernel_regularizer=l2(lambda)`` adds ``lambda * sum(w ** 2)`` to the loss, whose
+    gradient is ``2 * lambda * w``: exactly what a coupled weight decay of ``2 * lambda``
+    adds to the gradient in SGD and Adam (not AdamW, whose decay is decoupled: refused).
+    Every other parameter (BN, biases, linear layers) keeps the optimizer's weight_decay.
+    """
+    if conv_l2 < 0:
+        raise ValueError(f"optimizer.conv_l2 must be >= 0, got {conv_l2}")
+    if not conv_l2:
+        return [{"params": list(module.parameters())}]
+    if optimizer_target.rsplit(".", 1)[-1] in DECOUPLED_WEIGHT_DECAY:
+        raise ValueError(f"optimizer.conv_l2 is an L2 term in the loss; {optimizer_target}'s "
+                         f"weight_decay is decoupled from the gradient: use optimizer=adam or sgd")
+    try:
+        pattern = re.compile(conv_l2_modules) if conv_l2_modules else None
+    except re.error as error:
+        raise ValueError(f"optimizer.conv_l2_modules={conv_l2_modules!r} is not a regular "
+                         f"expression: {error}") from None
+    convs = {name: conv for name, conv in module.named_modules() if isinstance(conv, nn.Conv2d)}
+    chosen = [conv.weight for name, conv in convs.items()
+              if pattern is None or pattern.search(name)]
+    if not chosen:
+        raise ValueError(f"optimizer.conv_l2_modules={conv_l2_modules!r} matches no Conv2d; "
+                         f"the convs are named like {list(convs)[:4]}")
+    kernels = {id(weight) for weight in chosen}
+    rest = [parameter for parameter in module.parameters() if id(parameter) not in kernels]
+    return [{"params": chosen, "weight_decay": 2 * conv_l2}, {"params": rest}]
 
 
 class FERClassifier(L.LightningModule):
@@ -45,6 +85,14 @@ class FERClassifier(L.LightningModule):
             {f"{stage}_metrics": classification_metrics(len(self.class_names)) for stage in STAGES}
         )
         self.results: dict[str, dict[str, Any]] = {}
+        self._param_groups()  # a bad optimizer.conv_l2* fails here, before training
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """``param_groups`` of this module with the optimizer config's group keys."""
+        optimizer = self.hparams.optimizer or {}
+        options = {key: optimizer[key] for key in PARAM_GROUP_KEYS if key in optimizer}
+        return param_groups(self, **options,
+                            optimizer_target=str(optimizer.get("_target_", "")))
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.net(**{key: batch[key] for key in self.net.input_keys})
@@ -96,7 +144,10 @@ class FERClassifier(L.LightningModule):
         self._epoch_end("test")
 
     def configure_optimizers(self) -> Any:
-        optimizer = hydra.utils.instantiate(self.hparams.optimizer, params=self.parameters())
+        optimizer_cfg = {key: value for key, value in self.hparams.optimizer.items()
+                         if key not in PARAM_GROUP_KEYS}
+        # partial: instantiate would turn the group dicts into DictConfigs
+        optimizer = hydra.utils.instantiate(optimizer_cfg, _partial_=True)(self._param_groups())
         scheduler_cfg = self.hparams.scheduler
         if not scheduler_cfg or scheduler_cfg.get("_target_") is None:
             return optimizer

@@ -1,4 +1,5 @@
-"""MSFPNModule: FERClassifier plus seed 003's emotion-region detection loss and metrics."""
+"""MSFPNModule: FERClassifier plus MS-FPN's (Zhang et al.) emotion-region detection loss
+and metrics."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from torchmetrics import MeanMetric
 from torchvision.ops import box_iou
 
 from fer_lightning.checks import check_choice
+from fer_lightning.data.landmarks.schema import REGION_NAMES
 from fer_lightning.modules.classifier import STAGES, FERClassifier
-from fer_lightning.nets.ms_fpn import REGION_NAMES, MSFPNOutput
+from fer_lightning.nets.ms_fpn import MSFPN, MSFPNOutput
 
 CLASSIFIER_BOXES = ("pseudo", "detected")
 
@@ -27,19 +29,27 @@ def paired_iou(boxes: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 class MSFPNModule(FERClassifier):
-    """Trains :class:`~fer_lightning.nets.ms_fpn.MSFPN` (seed 003).
+    """Trains :class:`~fer_lightning.nets.ms_fpn.MSFPN` (MS-FPN, Zhang et al.).
 
-    Loss = ``emotion_weight`` * emotion loss (``cfg.loss``; focal by default, Sec. 3.2)
-    + ``detection_weight`` * (objectness + RPN box + region class + region box), the
-    detection terms computed against the pseudo-label boxes of the ``regions`` encoding
-    over the samples whose ``regions_valid`` is True (the others add no detection loss).
+    Loss = ``emotion_weight`` * emotion loss (``cfg.loss``) + ``detection_weight`` *
+    (objectness + RPN box + region class + region box), the detection terms computed
+    against the pseudo-label boxes of the ``regions`` encoding over the samples whose
+    ``regions_valid`` is True (the others add no detection loss). Sec. 3.2 writes the
+    detection loss as classification + lambda * regression and makes its anchor
+    classification term focal (the RPN objectness here); it gives no value for lambda
+    and writes no emotion loss. ``+experiment=ms_fpn`` uses focal cross-entropy for the
+    emotion loss too (our choice; ``loss=ce`` is plain cross-entropy) and weights 1 / 1
+    (our choice).
+    The regions are those of the ``regions`` encoding, ``REGION_NAMES`` order; the net
+    must be built for as many.
 
     ``classifier_boxes`` chooses which boxes feed the organ / face branches in training:
     ``pseudo`` (default) uses the pseudo-label boxes where valid (detections elsewhere),
     so the region branches learn from the right crops from the first step instead of
     from an untrained detector's random boxes; ``detected`` trains on the detector's own
     boxes, as at inference. Validation and test always use the detector's boxes, never
-    the landmarks (Fig. 1), and log the IoU of the best detection per region class with
+    the landmarks (Sec. 3.1: the detector locates the regions, landmarks only give its
+    training targets), and log the IoU of the best detection per region class with
     its pseudo-label box (``{stage}/iou_<region>`` and the mean ``{stage}/region_iou``).
     """
 
@@ -48,6 +58,12 @@ class MSFPNModule(FERClassifier):
                  detection_weight: float = 1.0, emotion_weight: float = 1.0,
                  classifier_boxes: str = "pseudo") -> None:
         super().__init__(net, loss, class_names, optimizer, scheduler)
+        if not isinstance(net, MSFPN):
+            raise ValueError(f"model.module=MSFPNModule trains model=ms_fpn, got "
+                             f"{type(net).__name__}")
+        if net.num_regions != len(REGION_NAMES):
+            raise ValueError(f"model.num_regions={net.num_regions}, but the regions encoding "
+                             f"gives {len(REGION_NAMES)} boxes {list(REGION_NAMES)}")
         check_choice("model.module.classifier_boxes", classifier_boxes, CLASSIFIER_BOXES)
         for key, value in (("detection_weight", detection_weight),
                            ("emotion_weight", emotion_weight)):
@@ -62,7 +78,7 @@ class MSFPNModule(FERClassifier):
     @property
     def detects_regions(self) -> bool:
         """False for the global-only network (``landmarks=none``)."""
-        return getattr(self.net, "detector", None) is not None
+        return self.net.detector is not None
 
     def _step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
         training = stage == "train"

@@ -1,11 +1,15 @@
 """Attention gates that rescale a feature map: output = input * sigmoid(conv(statistics)).
 
-Seed 000 (Colaco & Han, Sec. II) defines both gates of its network:
+MBA (Colaco & Han, Sec. II) defines both gates of its network:
 
-- spatial attention (SA): the mean and the standard deviation over channels at every
-  position, a conv to one map, sigmoid, multiplied with the input;
-- channel attention (CA): global average pooling, a conv to one weight per channel,
-  sigmoid, multiplied with the input.
+- spatial attention (SA): "the mean and standard deviation of input are calculated, fed
+  to the convolution layer to generate attention weights and multiplied with input";
+  we take the statistics over channels at every position and a conv to one map;
+- channel attention (CA): "the global average pool of the input is calculated. This is
+  fed to the convolution layer to get attention weights and multiplied with input".
+
+The sigmoid that turns each conv output into weights in [0, 1] is our choice (as in
+CBAM); the paper does not name the squashing function.
 
 Both are written generically (which channel statistics, kernel size, an optional
 bottleneck) so other families can reuse what fits; each exposes ``attention(x)`` (the
@@ -46,10 +50,10 @@ CHANNEL_STATS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 class SpatialAttention(nn.Module):
     """Per-position gate: channel statistics (B, S, H, W) -> conv k x k -> sigmoid (B, 1, H, W).
 
-    ``stats=("mean", "std")`` is seed 000's SA; ``("max", "mean")`` is CBAM's channel pool.
+    ``stats=("mean", "std")`` is MBA's SA; ``("max", "mean")`` is CBAM's channel pool.
     The standard deviation is the population one with a small epsilon inside the square
     root (``STD_EPS``), so positions where all channels agree still have finite gradients.
-    The kernel size is not given by seed 000; the default 7 is CBAM's spatial gate.
+    The kernel size is not given by MBA; the default 7 is CBAM's spatial gate.
     """
 
     def __init__(self, kernel_size: int = 7, stats: Sequence[str] = ("mean", "std"),
@@ -78,7 +82,8 @@ class SpatialAttention(nn.Module):
 class ChannelAttention(nn.Module):
     """Per-channel gate: global average pool (B, C, 1, 1) -> conv -> sigmoid -> multiply.
 
-    ``reduction=None`` is seed 000's CA: one 1x1 conv from C to C channels. An integer
+    ``reduction=None`` is our reading of MBA's CA: one 1x1 conv from C to C channels (the
+    paper says only "the convolution layer"). An integer
     ``reduction`` r gives the squeeze-and-excitation bottleneck instead
     (1x1 conv C -> C/r, ReLU, 1x1 conv C/r -> C).
     """
@@ -105,7 +110,8 @@ class ChannelAttention(nn.Module):
 
 
 class SpatialChannelAttention(nn.Sequential):
-    """Seed 000's attention unit: spatial attention, then channel attention (Sec. II)."""
+    """MBA's attention unit (Colaco & Han, Sec. II): spatial attention, then channel
+    attention (the order is our choice; the paper lists SA and CA "in end-to-end design")."""
 
     def __init__(self, channels: int, kernel_size: int = 7,
                  reduction: int | None = None) -> None:

@@ -1,7 +1,8 @@
 """``model=timm``: any timm network as a convolutional base + the shared classifier head.
 
-Seed 002 compares its VGG16 + CBAM with ResNet50 and InceptionV3 bases (Experiments, table
-of Fig. 7); this family builds any of them, or any other timm model, by name:
+VGG16-CBAM (Ghimire et al.) compares its base with ResNet50 and InceptionV3 bases
+(Experiments, results table of Fig. 7); this family builds any of them, or any other timm
+model, by name:
 
 - ``model.name`` names the timm model (the config passes it on as ``arch``, because the
   family's ``name`` key is not a constructor argument).
@@ -9,7 +10,8 @@ of Fig. 7); this family builds any of them, or any other timm model, by name:
   global_pool='')`` returns the unpooled feature map; its channels and size (needed by
   ``head=fc``'s flatten) come from a forward pass of a meta-device copy, which also turns
   "input too small" into a clear error. The constructor works on the meta device.
-- Pre-trained weights only from a local file (``pretrained_path``): the classifier keys
+- Pre-trained weights only from a local file (``pretrained_path``, read through
+  ``nets.pretrained.pretrained_file``): the classifier keys
   named by timm's ``pretrained_cfg`` are dropped, the first conv is adapted with timm's
   ``adapt_input_conv`` (RGB weights summed for 1-channel input); strict: any other
   missing or unexpected key raises. Keys
@@ -23,17 +25,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
-from omegaconf import DictConfig
 from timm.models import adapt_input_conv
 from torch import nn
 
+from fer_lightning.nets.base import FERNet
 from fer_lightning.nets.heads import ClassifierHead
-from fer_lightning.nets.pretrained import read_state_dict
+from fer_lightning.nets.pretrained import pretrained_file, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +107,14 @@ def feature_shape(name: str, in_channels: int, image_size: int) -> tuple[int, in
     return int(output.shape[1]), int(output.shape[2]), int(output.shape[3])
 
 
-class TimmBackbone(nn.Module):
+class TimmBackbone(FERNet):
     """A timm feature extractor followed by the shared ``ClassifierHead``."""
 
-    input_keys: tuple[str, ...] = ("image",)
-    landmark_encoding: str = "overlay"
-    supported_heads: tuple[str, ...] = ("gap", "flatten")
+    landmark_encoding = "overlay"
+    supported_heads = ("gap", "flatten")
 
     def __init__(self, num_classes: int, in_channels: int, image_size: int,
-                 head: DictConfig | dict, use_landmarks: bool = False, arch: str = "resnet50",
+                 head: Mapping[str, Any], use_landmarks: bool = False, arch: str = "resnet50",
                  pretrained_path: str | None = None,
                  pretrained_key_map: str | Sequence[Sequence[str]] | None = "none") -> None:
         super().__init__()
@@ -123,13 +125,11 @@ class TimmBackbone(nn.Module):
         channels, height, width = feature_shape(arch, in_channels, image_size)
         self.backbone = create_backbone(arch, in_channels)
         self.head = ClassifierHead(channels, num_classes, (height, width), **dict(head))
-        if next(self.backbone.parameters()).is_meta:
-            return
-        if pretrained_path:
-            self.load_pretrained(pretrained_path, rules)
-        else:
-            log.warning("model.pretrained_path is not set: timm model %r starts from random "
-                        "weights; seed 002's baselines start from pre-trained ones.", arch)
+        path = pretrained_file(pretrained_path, f"timm model {arch!r}",
+                               "the baselines of VGG16-CBAM (Ghimire et al.) start from "
+                               "pre-trained ones")
+        if path is not None:
+            self.load_pretrained(path, rules)
 
     def load_pretrained(self, path: str | Path, rules: Sequence[tuple[str, str]]) -> None:
         """Strictly load a local state dict into the backbone: the pre-trained classifier

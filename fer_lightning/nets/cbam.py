@@ -1,17 +1,18 @@
-"""Convolutional Block Attention Module (Woo et al. 2018), as used by seed 002.
-
-Channel gate, then spatial gate (seed 002 Eqs. 1-4; REFERENCE.md "Reference architectures"):
+"""Convolutional Block Attention Module (Woo et al. 2018), as used by VGG16-CBAM (Ghimire
+et al., Methodology 2, Eqs. 1-4): a channel gate, then a spatial gate. The official CBAM
+(Jongchan/attention-module) differs in the defaults noted below.
 
 - ``ChannelGate``: a shared MLP ``Linear(C, C/r) -> ReLU -> Linear(C/r, C)`` applied to the
   average- and the max-pooled channel descriptors; the two outputs are summed and squashed
   by a sigmoid (Eq. 3).
 - ``SpatialGate``: the [max; mean] channel pools (official CBAM's ``ChannelPool`` order)
-  -> a k x k conv to one map -> sigmoid (Eq. 4). Seed 002 says k = 3 and writes no batch
-  norm; the official CBAM uses k = 7 followed by batch norm. Both are parameters.
+  -> a k x k conv to one map -> sigmoid (Eq. 4). The paper says k = 3 (Methodology 2b) and
+  writes no batch norm; the official CBAM uses k = 7 followed by batch norm. Both are
+  parameters.
 
-Parameter count: with C = 512 (VGG16's last block) the default reduction r = 8, kernel 3 and
-no batch norm add 66,130 parameters, seed 002's "66 K extra parameters" (Results). The
-official defaults (r = 16, k = 7, batch norm) add 33,412.
+Parameter count: with C = 512 (VGG16's last block) the default reduction r = 8 (the paper
+gives none), kernel 3 and no batch norm add 66,130 parameters, the paper's "66K extra
+parameters" (Results). The official defaults (r = 16, k = 7, batch norm) add 33,412.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The classifier head, one module for every family: the `head=gap|fc` ablation axis.
 
 - ``pool="gap"`` with no hidden layers: a k x k conv to ``num_classes`` maps, then global
-  average pooling (Arriaga's mini_XCEPTION; seed 001 Fig. 4a, "about 0.2 M parameters").
-- ``pool="gap"`` with hidden layers: GAP, then an MLP (seed 002: GAP -> dropout ->
-  FC 512 -> dropout -> FC 512 -> classifier).
-- ``pool="flatten"``: flatten the feature map, then an MLP (seed 001 Fig. 4b, the
-  "fully connected" model of about 8 M parameters).
+  average pooling (Arriaga's mini_XCEPTION; key-point mini-Xception, Selvam et al.,
+  Fig. 4a, "about 0.2 Million parameters").
+- ``pool="gap"`` with hidden layers: GAP, then an MLP (VGG16-CBAM, Ghimire et al.,
+  Methodology 3: GAP -> dropout -> FC 512 -> dropout -> FC 512 -> classifier).
+- ``pool="flatten"``: flatten the feature map, then an MLP (key-point mini-Xception,
+  Fig. 4b, the "fully connected" model of about 8 M parameters).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ def mlp(in_features: int, hidden: Sequence[int], num_classes: int, dropout: floa
         final_dropout: bool = True) -> nn.Sequential:
     """[Dropout -> Linear -> ReLU] per hidden width, then (Dropout ->) Linear to the classes.
 
-    ``final_dropout=False`` drops the last Dropout: seed 002's head is GAP, dropout, FC 512,
-    dropout, FC 512, classifier, with no dropout right before the classifier."""
+    ``final_dropout=False`` drops the last Dropout: VGG16-CBAM's head (Ghimire et al.,
+    Methodology 3: "drop out of 0.5 was kept before both of the hidden layers") is GAP,
+    dropout, FC 512, dropout, FC 512, classifier, with no dropout right before the
+    classifier."""
     layers: list[nn.Module] = []
     for width in hidden:
         if dropout > 0:

@@ -1,40 +1,57 @@
-"""Scalable landmark + image network with multi-branch attention (seed 000, Colaco & Han).
+"""MBA (Colaco & Han): scalable landmark + image network with multi-branch attention.
 
-Sec. II of the paper, stage by stage:
+Sec. II of the paper, stage by stage (we work from its text: what only its Fig. 1 shows
+is not available to us):
 
-1. Two feature-learning subnetworks of the same mini-Xception design (Arriaga et al.'s
-   mini_XCEPTION, REFERENCE.md: a two-conv stem, then residual depthwise-separable
-   modules), one on the face image and one on the landmark image (the ``heatmap``
-   encoding, batch key ``landmark_map``). BN + ReLU follow every conv and SepConv,
-   including the second SepConv of each module (``final_relu``).
-2. Spatial attention then channel attention on each subnetwork's output (nets/attention.py).
-3. The two attended maps are concatenated.
-4. Multi-branch attention: parallel 1x1 / 3x3 / 5x5 conv branches, each followed by SA and
-   CA, concatenated, plus a residual 1x1 conv of the block's input.
-5. The classifier: the shared ClassifierHead (the paper's is fully connected: ``head=fc``).
+1. Two feature-learning subnetworks of the same mini-Xception design, one on the face
+   image and one on the landmark image (our ``heatmap`` encoding, batch key
+   ``landmark_map``; the paper says only "landmark input"). Our subnetwork is Arriaga et
+   al.'s mini_XCEPTION (a two-conv stem, then residual modules of two SepConvs and a
+   1x1-conv shortcut); the paper names "mini Xception modules ... with skip
+   connections". BN + ReLU follow every conv and SepConv, including the second SepConv
+   of each module (``final_relu``), as Sec. II says.
+2. Spatial attention (mean and standard deviation over channels, a conv, sigmoid) and
+   channel attention (global average pool, a conv, sigmoid) on each subnetwork's output
+   (nets/attention.py).
+3. The attended maps are concatenated.
+4. Multi-branch attention: 1x1 / 3x3 / 5x5 conv branches, each followed by SA and CA,
+   plus a residual 1x1 conv.
+5. A fully connected layer to the classes (``head=fc`` with no hidden layer).
 
-Compound scaling (Sec. II, after EfficientNet): ``width`` multiplies every channel count
-and ``depth`` the number of residual modules per subnetwork, with EfficientNet's rounding:
-channels to the nearest multiple of ``divisor`` (8) but never below ``divisor`` nor more
-than 10 % below the exact product; module counts rounded up. The unscaled network
-(width = depth = 1) is mini_XCEPTION's: stem 8, four modules of 16, 32, 64, 128 filters.
-The paper trains w = d = 0.5: stem 8, two modules of 8 and 16 filters per subnetwork.
+SepConv (``pointwise``): Sec. II calls the modules' convolutions "depthwise separable"
+but also says "The mini Xception modules contain depthwise convolutions, which are not
+followed by pointwise convolutions". ``pointwise=False`` (the default, and
+``+experiment=mba``) follows that explicit sentence: each SepConv is a depthwise conv
+alone, widening channels with a depth multiplier. ``pointwise=True`` is the depthwise
+separable reading (Arriaga's SepConv with its 1x1 conv).
 
-Left open by the paper (Fig. 1 is not in the text), decided here: SA's kernel (7, CBAM's),
-CA as one 1x1 conv C -> C, branch width = the concatenated input width, branches
-concatenated (not summed), ReLU after the residual sum, and one multi-branch block.
+Compound scaling (Sec. II: "The width w and depth d of the whole network are scaled
+uniformly"; Sec. III-B: "The depth and width values considered are 0.5"): ``width``
+multiplies every channel count and ``depth`` the number of residual modules per
+subnetwork. The rounding is our choice, EfficientNet's: channels to the nearest multiple
+of ``divisor`` (8) but never below ``divisor`` nor more than 10 % below the exact product;
+module counts rounded up. The unscaled network (w = d = 1) is mini_XCEPTION's: stem 8,
+four modules of 16, 32, 64, 128 filters; w = d = 0.5 gives stem 8 and two modules of 8
+and 16 filters per subnetwork.
+
+Not given by the paper, chosen here: the base network above, SA's kernel (7, as CBAM's
+spatial gate), CA as one 1x1 conv C -> C, SA before CA, the branch width (the
+concatenated input width), branches concatenated (not summed), BN + ReLU after each
+branch conv, ReLU after the residual sum, one multi-branch block, and flattening the map
+before the FC layer.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from fer_lightning.nets.attention import SpatialChannelAttention
+from fer_lightning.nets.base import FERNet
 from fer_lightning.nets.blocks import XceptionResidualModule, conv_bn_relu
 from fer_lightning.nets.heads import ClassifierHead
 from fer_lightning.nets.mini_xception import MiniXception
@@ -63,11 +80,12 @@ class XceptionSubnetwork(nn.Sequential):
     Maps (B, C, S, S) to (B, widths[-1], s, s) with s = ``MiniXception.feature_side(S, n)``.
     """
 
-    def __init__(self, in_channels: int, stem_width: int, widths: Sequence[int]) -> None:
+    def __init__(self, in_channels: int, stem_width: int, widths: Sequence[int],
+                 pointwise: bool = False) -> None:
         super().__init__(
             conv_bn_relu(in_channels, stem_width),
             conv_bn_relu(stem_width, stem_width),
-            *[XceptionResidualModule(c_in, c_out, final_relu=True)
+            *[XceptionResidualModule(c_in, c_out, final_relu=True, pointwise=pointwise)
               for c_in, c_out in zip([stem_width, *widths[:-1]], widths, strict=True)],
         )
         self.out_channels = widths[-1]
@@ -97,19 +115,20 @@ class MultiBranchAttention(nn.Module):
         return self.relu(branches + self.residual(x))
 
 
-class MBANet(nn.Module):
-    """Seed 000's network; ``use_landmarks=False`` drops the landmark subnetwork (the
-    image-only ablation), so the multi-branch block sees only the image features."""
+class MBANet(FERNet):
+    """The MBA network (module docstring); ``use_landmarks=False`` drops the landmark
+    subnetwork (the image-only ablation), so the multi-branch block sees only the image
+    features."""
 
-    landmark_encoding: str = "heatmap"
-    supported_heads: tuple[str, ...] = ("gap", "flatten")
+    landmark_encoding = "heatmap"
+    supported_heads = ("gap", "flatten")
 
     def __init__(self, num_classes: int, in_channels: int, image_size: int,
-                 head: DictConfig | dict, use_landmarks: bool = False, width: float = 0.5,
+                 head: Mapping[str, Any], use_landmarks: bool = False, width: float = 0.5,
                  depth: float = 0.5, base_modules: int = 4, base_width: int = 16,
                  stem_width: int = 8, branch_width: int | None = None,
                  branch_kernels: Sequence[int] = (1, 3, 5), attention_kernel: int = 7,
-                 divisor: int = 8) -> None:
+                 divisor: int = 8, pointwise: bool = False) -> None:
         super().__init__()
         _check_arguments(width, depth, base_modules, base_width, stem_width, branch_width,
                          branch_kernels, attention_kernel, divisor)
@@ -124,11 +143,17 @@ class MBANet(nn.Module):
         stem = round_filters(stem_width, width, divisor)
         widths = [round_filters(base_width * 2**i, width, divisor)
                   for i in range(self.num_modules)]
-        self.image_net = XceptionSubnetwork(in_channels, stem, widths)
+        if not pointwise and any(c_out % c_in for c_in, c_out in
+                                 zip([stem, *widths[:-1]], widths, strict=True)):
+            raise ValueError(
+                f"model.pointwise=false needs every module width to be a multiple of the one "
+                f"before (a depthwise conv multiplies its channels); model.width={width} "
+                f"gives {[stem, *widths]}: choose another model.width or model.pointwise=true")
+        self.image_net = XceptionSubnetwork(in_channels, stem, widths, pointwise)
         self.image_attention = SpatialChannelAttention(widths[-1], attention_kernel)
         fused = widths[-1]
         if use_landmarks:
-            self.landmark_net = XceptionSubnetwork(LANDMARK_CHANNELS, stem, widths)
+            self.landmark_net = XceptionSubnetwork(LANDMARK_CHANNELS, stem, widths, pointwise)
             self.landmark_attention = SpatialChannelAttention(widths[-1], attention_kernel)
             fused += widths[-1]
         branch = fused if branch_width is None else round_filters(branch_width, width, divisor)

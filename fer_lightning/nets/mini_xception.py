@@ -1,35 +1,39 @@
-"""mini-Xception (seed 001, built on Arriaga et al.'s mini_XCEPTION; REFERENCE.md).
+"""Key-point mini-Xception (Selvam et al.), built on Arriaga et al.'s mini_XCEPTION.
 
 Stem: two 3x3 convs (8 filters, no padding) with BN + ReLU; then ``num_modules``
 residual depthwise-separable modules whose widths double from ``base_width``; then the
-shared classifier head. Seed 001 repeats the residual module 5 times; at 48x48 its GAP
-model has "about 0.2 M parameters" and its fully connected model "about 8 M".
+shared classifier head. The paper's classifier section ("3.2.2 Classifier Architecture";
+the paper numbers two sections 3.2.2) repeats the residual block 5 times; its GAP model
+(Fig. 4a) has "about 0.2 Million parameters" and its fully connected one (Fig. 4b) "about
+8 Million". Stem and module widths are not given by the paper: they are Arriaga's.
 
 With landmarks on, the key-points are drawn onto the image (the ``overlay`` encoding,
-seed 001 Sec. 3.1), so the network itself is unchanged: it only ever reads ``image``.
+Sec. 3.1), so the network itself is unchanged: it only ever reads ``image``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
+from fer_lightning.nets.base import FERNet
 from fer_lightning.nets.blocks import XceptionResidualModule, conv_bn_relu
 from fer_lightning.nets.heads import ClassifierHead
 
 STEM_CONVS = 2
 
 
-class MiniXception(nn.Module):
+class MiniXception(FERNet):
     """Residual depthwise-separable CNN for small grayscale faces."""
 
-    input_keys: tuple[str, ...] = ("image",)
-    landmark_encoding: str = "overlay"
-    supported_heads: tuple[str, ...] = ("gap", "flatten")
+    landmark_encoding = "overlay"
+    supported_heads = ("gap", "flatten")
 
     def __init__(self, num_classes: int, in_channels: int, image_size: int,
-                 head: DictConfig | dict, use_landmarks: bool = False, num_modules: int = 5,
+                 head: Mapping[str, Any], use_landmarks: bool = False, num_modules: int = 5,
                  base_width: int = 16, stem_width: int = 8) -> None:
         super().__init__()
         if num_modules < 1:

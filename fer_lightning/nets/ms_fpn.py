@@ -1,28 +1,38 @@
-"""MS-FPN (seed 003, Zhang et al.): ResNet-FPN, emotion-region detection, multi-scale features.
+"""MS-FPN (Zhang et al.): ResNet-FPN, emotion-region detection, multi-scale features.
 
 Three parts, each built from timm / torchvision.ops pieces:
 
 - **Backbone + FPN** (Sec. 3.1): a timm ResNet with ``features_only`` gives C3..C5; a
-  RetinaNet-style ``FeaturePyramidNetwork`` gives P3..P5 (no P2) and ``LastLevelP6P7``
-  adds P6 = 3x3 stride-2 conv and P7 = 3x3 stride-2 conv on ReLU(P6). P6 is taken from
-  C5 (RetinaNet, Lin et al. 2017) unless ``p6_from="p5"``.
-- **Emotion-region detection** (Sec. 3.1, "based on Fast RCNN"):
-  :class:`EmotionRegionDetector`. Nine anchors per position on every level (ratios
-  {1:1, 2:1, 1:2} x scales {2^0, 2^(1/3), 2^(2/3)}), an RPN head proposing boxes
+  RetinaNet-style ``FeaturePyramidNetwork`` gives P3..P5 (no P2: "we generate P3
+  directly from C3") and ``LastLevelP6P7`` adds P6 = 3x3 stride-2 conv and P7 = 3x3
+  stride-2 conv on ReLU(P6). The paper does not say what P6 reads; we take C5
+  (RetinaNet, Lin et al. 2017) unless ``p6_from="p5"``. Which ResNet the paper's
+  "modified ResNet" is, it does not say (``backbone``).
+- **Emotion-region detection** (Sec. 3.1, "based on Fast RCNN"; Sec. 4.3 says Faster
+  RCNN): :class:`EmotionRegionDetector`. Nine anchors per position on every level
+  (ratios {1:1, 2:1, 1:2} x scales {2^0, 2^(1/3), 2^(2/3)}, Sec. 3.1; the base anchor
+  side, 4 x stride, is RetinaNet's: the paper gives none), an RPN head proposing boxes
   (torchvision's BoxCoder, Matcher, sampler, batched NMS), RoIAlign of the proposals
-  over P3..P7 with the paper's level rule k = k0 + log2(sqrt(wh) / 224), k0 = 4
-  (``MultiScaleRoIAlign``), a residual block, GAP and two FC heads: region class
-  (background, face, left eye, right eye, nose, mouth) and per-class box regression.
+  over P3..P7 with the level rule k = k0 + log2(sqrt(wh) / 224), k0 = 4 (Sec. 3.3;
+  ``MultiScaleRoIAlign``), a residual block, GAP and two FC heads: region class
+  (background + ``num_regions`` region classes) and per-class box regression (Sec. 3.1).
   It only localises regions; it never sees the emotion label.
-- **Multi-scale feature learning** (Sec. 3.3): (1) the four organ boxes RoIAligned from
-  P3 at 14x14, (2) the face box from P3 at 56x56, each after a 1x1 conv and followed by a
+- **Multi-scale feature learning** (Sec. 3.3): (1) the organ boxes RoIAligned from P3
+  at 14x14, (2) the face box from P3 at 56x56, each after a 1x1 conv and followed by a
   residual block and GAP; (3) the whole P3 map through a residual block and GAP. The
-  vectors are concatenated (organs in a fixed order), then dropout and the classifier.
+  vectors are concatenated (organs in a fixed order), then dropout (Sec. 4.2: "the drop
+  value was 0.5") and the classifier.
 
-The 1x1 conv of branches (1) and (2) is applied to P3 before RoIAlign: both are linear,
-so the result is the same (up to samples falling outside the map) at a fraction of the
-cost of a 1x1 conv on 56x56 crops. Residual blocks are ResNet bottlenecks (timm's),
-width = channels / 4.
+Our choices where the paper is silent: the 1x1 conv of branches (1) and (2) is applied
+to P3 before RoIAlign (both are linear, so the result is the same up to samples falling
+outside the map, at a fraction of the cost of a 1x1 conv on 56x56 crops); its width
+(``branch_channels``); residual blocks are ResNet bottlenecks (timm's), width =
+channels / 4; organ vectors are concatenated, not pooled together.
+
+Regions: ``num_regions`` boxes per image, the face first, then the organs (the order
+of the ``regions`` encoding, ``data/landmarks/schema.py``: face, left eye, right eye,
+nose, mouth, so ``num_regions=5``). The paper's pseudo-targets are the face and the
+"eye, nose and mouth corner positions" (Sec. 3.1); the boxes around them are ours.
 
 With ``use_landmarks=False`` (``landmarks=none``) only the global branch (3) is built:
 no detector, no region branches, no detection loss.
@@ -30,11 +40,10 @@ no detector, no region branches, no detection loss.
 
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -54,11 +63,12 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from fer_lightning.checks import check_choice
+from fer_lightning.nets.base import FERNet
 from fer_lightning.nets.heads import mlp
+from fer_lightning.nets.pretrained import pretrained_file
 
 LEVELS = ("p3", "p4", "p5", "p6", "p7")
 STRIDES = (8, 16, 32, 64, 128)
-REGION_NAMES = ("face", "left_eye", "right_eye", "nose", "mouth")  # detector labels 1..5
 ASPECT_RATIOS = (0.5, 1.0, 2.0)  # height / width: 1:2, 1:1, 2:1
 ANCHOR_SCALES = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
 P6_SOURCES = ("c5", "p5")
@@ -81,8 +91,8 @@ class PooledBlock(nn.Sequential):
 
 def anchor_generator(anchor_scale: float) -> AnchorGenerator:
     """Nine anchors per position on each of P3..P7: side ``anchor_scale * stride`` times
-    {2^0, 2^(1/3), 2^(2/3)}, aspect ratios {1:2, 1:1, 2:1} (seed 003 Sec. 3.1; RetinaNet
-    uses ``anchor_scale = 4``)."""
+    {2^0, 2^(1/3), 2^(2/3)}, aspect ratios {1:2, 1:1, 2:1} (MS-FPN, Zhang et al.,
+    Sec. 3.1; ``anchor_scale`` is not given there: RetinaNet uses 4)."""
     sizes = tuple(tuple(anchor_scale * stride * scale for scale in ANCHOR_SCALES)
                   for stride in STRIDES)
     return AnchorGenerator(sizes=sizes, aspect_ratios=(ASPECT_RATIOS,) * len(STRIDES))
@@ -90,8 +100,9 @@ def anchor_generator(anchor_scale: float) -> AnchorGenerator:
 
 @dataclass
 class DetectorConfig:
-    """Detector hyper-parameters. Torchvision's Faster R-CNN values except where the task
-    differs: five objects per image need far fewer sampled RoIs than COCO's 512."""
+    """Detector hyper-parameters (none given by the paper). Torchvision's Faster R-CNN
+    values except where the task differs: five objects per image need far fewer sampled
+    RoIs than COCO's 512; ``objectness_gamma`` is our choice (Lin et al.'s 2)."""
 
     anchor_scale: float = 4.0
     roi_channels: int = 128
@@ -123,26 +134,29 @@ def detector_config(values: Mapping | None) -> DetectorConfig:
 
 @dataclass
 class Detections:
-    """Best-scoring box per region class: ``boxes`` (B, 5, 4) xyxy pixels, ``scores``
-    (B, 5); a class with no candidate gets the whole image and score 0."""
+    """Best-scoring box per region class: ``boxes`` (B, R, 4) xyxy pixels, ``scores``
+    (B, R); a class with no candidate gets the whole image and score 0."""
 
     boxes: torch.Tensor
     scores: torch.Tensor
 
 
 class EmotionRegionDetector(nn.Module):
-    """Two-stage detector of the five emotion regions on P3..P7 (seed 003 Sec. 3.1).
+    """Two-stage detector of ``num_regions`` emotion regions on P3..P7 (MS-FPN Sec. 3.1).
 
     Stage 1, an RPN: objectness + box deltas for the nine anchors of every position,
     decoded with BoxCoder, filtered with batched NMS per level. Its objectness loss is
-    the paper's focal cross-entropy (Sec. 3.2, ``objectness_gamma``; 0 gives plain BCE).
-    Stage 2, Fast R-CNN: MultiScaleRoIAlign of the proposals, a residual block, GAP, and
-    ``FastRCNNPredictor``'s two FC layers (6 classes with background = 0, box deltas).
+    the paper's focal cross-entropy, which Sec. 3.2 writes for exactly this term: anchor
+    labels p* in {0, 1}, -(1 - p_t)^gamma log p_t (``objectness_gamma``; 0 gives plain
+    BCE). Stage 2, Fast R-CNN: MultiScaleRoIAlign of the proposals, a residual block, GAP,
+    and ``FastRCNNPredictor``'s two FC layers (region classes with background = 0, box
+    deltas).
     """
 
-    def __init__(self, channels: int, config: DetectorConfig) -> None:
+    def __init__(self, channels: int, config: DetectorConfig, num_regions: int) -> None:
         super().__init__()
         self.config = config
+        self.num_regions = num_regions
         anchors = anchor_generator(config.anchor_scale)
         top_n = {"training": config.rpn_pre_nms_top_n, "testing": config.rpn_pre_nms_top_n}
         self.rpn = RegionProposalNetwork(
@@ -156,7 +170,7 @@ class EmotionRegionDetector(nn.Module):
         self.roi_heads = RoIHeads(
             MultiScaleRoIAlign(list(LEVELS), config.roi_size, sampling_ratio=2),
             PooledBlock(config.roi_channels),
-            FastRCNNPredictor(config.roi_channels, len(REGION_NAMES) + 1),
+            FastRCNNPredictor(config.roi_channels, num_regions + 1),
             config.roi_fg_iou, config.roi_bg_iou, config.roi_batch_size,
             config.roi_positive_fraction, None, score_thresh=0.0, nms_thresh=0.5,
             detections_per_img=100)
@@ -184,8 +198,8 @@ class EmotionRegionDetector(nn.Module):
         return detections, losses
 
     def targets(self, regions: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """Per-image torchvision targets: the five boxes with labels 1..5 (0 = background)."""
-        labels = torch.arange(1, len(REGION_NAMES) + 1, device=regions.device)
+        """Per-image torchvision targets: the region boxes with labels 1..R (0 = background)."""
+        labels = torch.arange(1, self.num_regions + 1, device=regions.device)
         return [{"boxes": boxes.float(), "labels": labels} for boxes in regions]
 
     def _losses(self, features: Mapping[str, torch.Tensor], proposals: list[torch.Tensor],
@@ -218,7 +232,7 @@ class EmotionRegionDetector(nn.Module):
                   labels: list[torch.Tensor], regression: list[torch.Tensor]
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """torchvision's RPN loss with the objectness BCE replaced by the paper's focal
-        cross-entropy -(1 - p_t)^gamma log p_t over the sampled anchors (Sec. 3.2)."""
+        cross-entropy -(1 - p_t)^gamma log p_t over the sampled anchors (MS-FPN Sec. 3.2)."""
         positive, negative = self.rpn.fg_bg_sampler(labels)
         positive = torch.cat(positive).nonzero().flatten()
         negative = torch.cat(negative).nonzero().flatten()
@@ -247,8 +261,8 @@ class EmotionRegionDetector(nn.Module):
         decoded = self.roi_heads.box_coder.decode(box_regression.float(), proposals)
         height, width = sizes[0]
         whole = decoded.new_tensor([0.0, 0.0, width, height])
-        boxes = whole.repeat(len(proposals), len(REGION_NAMES), 1)
-        best_scores = scores.new_zeros(len(proposals), len(REGION_NAMES))
+        boxes = whole.repeat(len(proposals), self.num_regions, 1)
+        best_scores = scores.new_zeros(len(proposals), self.num_regions)
         start = 0
         for index, count in enumerate(len(p) for p in proposals):
             if count:
@@ -275,22 +289,27 @@ class MSFPNOutput:
     classifier_boxes: torch.Tensor | None = None
 
 
-class MSFPN(nn.Module):
-    """Seed 003's multi-scale FPN network (module docstring). ``forward(image)`` returns
-    emotion logits with the regions found by the detector; :meth:`run` also takes the
-    pseudo-label boxes (training targets, and optionally the classifier's boxes)."""
+class MSFPN(FERNet):
+    """The MS-FPN network (module docstring). ``forward(image)`` returns emotion logits
+    with the regions found by the detector; :meth:`run` also takes the pseudo-label boxes
+    (training targets, and optionally the classifier's boxes)."""
 
-    input_keys: tuple[str, ...] = ("image",)  # what forward reads; regions are targets
-    landmark_encoding: str = "regions"
-    supported_heads: tuple[str, ...] = ("gap",)
+    input_keys = ("image",)  # what forward reads; regions are training targets
+    landmark_encoding = "regions"
+    supported_heads = ("gap",)
 
     def __init__(self, num_classes: int, in_channels: int, image_size: int,
-                 head: Mapping, use_landmarks: bool = False, backbone: str = "resnet50",
-                 pretrained_path: str | None = None, fpn_channels: int = 256,
-                 p6_from: str = "c5", branch_channels: int = 128, organ_roi_size: int = 14,
-                 face_roi_size: int = 56, detector: Mapping | None = None) -> None:
+                 head: Mapping[str, Any], use_landmarks: bool = False,
+                 backbone: str = "resnet50", pretrained_path: str | None = None,
+                 fpn_channels: int = 256, p6_from: str = "c5", branch_channels: int = 128,
+                 organ_roi_size: int = 14, face_roi_size: int = 56,
+                 detector: Mapping[str, Any] | None = None, num_regions: int = 5) -> None:
         super().__init__()
         check_choice("model.p6_from", p6_from, P6_SOURCES)
+        if num_regions < 2:
+            raise ValueError(f"model.num_regions must be >= 2 (the face and at least one "
+                             f"organ), got {num_regions}")
+        self.num_regions = num_regions
         if image_size < MIN_IMAGE_SIZE:
             raise ValueError(f"data.image_size={image_size} is too small for ms_fpn: it needs "
                              f"data.image_size >= {MIN_IMAGE_SIZE} (C5 has stride 32)")
@@ -312,32 +331,27 @@ class MSFPN(nn.Module):
         features = fpn_channels
         self.detector: EmotionRegionDetector | None = None
         if use_landmarks:
-            self.detector = EmotionRegionDetector(fpn_channels, detector_config(detector))
+            self.detector = EmotionRegionDetector(fpn_channels, detector_config(detector),
+                                                  num_regions)
             self.organ_reduce = nn.Conv2d(fpn_channels, branch_channels, 1)
             self.face_reduce = nn.Conv2d(fpn_channels, branch_channels, 1)
             self.organ_branch = PooledBlock(branch_channels)
             self.face_branch = PooledBlock(branch_channels)
             self.organ_roi_size, self.face_roi_size = organ_roi_size, face_roi_size
-            features += branch_channels * len(REGION_NAMES)  # 4 organs + face
+            features += branch_channels * num_regions  # the organs + the face
         self.classifier = mlp(features, head.get("hidden", ()), num_classes,
                               head.get("dropout", 0.0))
 
     @staticmethod
     def _backbone(name: str, in_channels: int, pretrained_path: str | None) -> nn.Module:
-        """timm ResNet C3..C5; weights from ``pretrained_path`` (local file) unless the
-        net is being built on the meta device (config checks)."""
-        on_meta = torch.empty(()).device.type == "meta"
-        load = pretrained_path is not None and not on_meta
-        if pretrained_path is not None and not on_meta and not Path(pretrained_path).is_file():
-            raise FileNotFoundError(f"model.pretrained_path={pretrained_path!r}: no such file")
-        if pretrained_path is None and not on_meta:
-            warnings.warn(f"model.pretrained_path is not set: the {name} backbone of ms_fpn "
-                          "starts from random weights", stacklevel=3)
+        """timm ResNet C3..C5; weights from ``pretrained_path`` (a local file, loaded by
+        timm, which adapts the first conv to ``in_channels``)."""
+        path = pretrained_file(pretrained_path, f"the {name} backbone of ms_fpn")
         try:
             return timm.create_model(
                 name, features_only=True, out_indices=(2, 3, 4), in_chans=in_channels,
-                pretrained=load,
-                pretrained_cfg_overlay={"file": str(pretrained_path)} if load else None)
+                pretrained=path is not None,
+                pretrained_cfg_overlay={"file": str(path)} if path is not None else None)
         except RuntimeError as error:
             if "Unknown model" in str(error):
                 raise ValueError(f"model.backbone={name!r} is not a timm model "
@@ -351,15 +365,15 @@ class MSFPN(nn.Module):
 
     def region_features(self, p3: torch.Tensor, boxes: torch.Tensor, image_width: int
                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 4, C, 14, 14) organ and (B, C, 56, 56) face RoI features from P3;
-        ``boxes`` (B, 5, 4) xyxy pixels in the order of REGION_NAMES."""
+        """(B, R - 1, C, 14, 14) organ and (B, C, 56, 56) face RoI features from P3;
+        ``boxes`` (B, R, 4) xyxy pixels, the face first."""
         scale = p3.shape[-1] / image_width
         organs = roi_align(self.organ_reduce(p3), list(boxes[:, 1:].float()),
                            self.organ_roi_size, spatial_scale=scale, sampling_ratio=-1,
                            aligned=True)
         face = roi_align(self.face_reduce(p3), list(boxes[:, :1].float()), self.face_roi_size,
                          spatial_scale=scale, sampling_ratio=-1, aligned=True)
-        return organs.view(len(p3), 4, *organs.shape[1:]), face
+        return organs.view(len(p3), self.num_regions - 1, *organs.shape[1:]), face
 
     def run(self, image: torch.Tensor, regions: torch.Tensor | None = None,
             regions_valid: torch.Tensor | None = None, detection_loss: bool = False,
@@ -393,6 +407,6 @@ class MSFPN(nn.Module):
         return MSFPNOutput(logits, detections, losses, boxes)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Emotion logits; regions come from the detector (inference, seed 003 Fig. 1)."""
+        """Emotion logits; regions come from the detector (inference, Sec. 3.1)."""
         return self.run(image).logits
 

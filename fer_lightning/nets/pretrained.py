@@ -1,29 +1,37 @@
-"""Pre-trained weights from a local file for the VGG16 convolutional base (seed 002).
+"""Pre-trained weights from local files: the one way every family loads them.
 
-Seed 002 starts from a VGG16 pre-trained on VGG-Face (Parkhi et al. 2015); its baselines also
-use ImageNet VGG16. Weight hubs are unreachable on the machines this project targets, so the
-weights come from ``model.pretrained_path``: a ``torch.save``-d state dict, or a checkpoint
-holding one under ``state_dict`` / ``model``. Recognised layouts of the 13 convolutions:
+Weight hubs are unreachable on the machines this project targets, so weights come from
+``model.pretrained_path``: a ``torch.save``-d state dict, or a checkpoint holding one under
+``state_dict`` / ``model`` / ``net``.
 
-- ``torchvision``: ``features.<N>.weight`` / ``.bias`` (torchvision's ``vgg16`` state dict,
-  any prefix, e.g. ``net.features.0.weight`` from this project's checkpoints);
-- ``vggface``: ``conv1_1`` ... ``conv5_3`` (the common PyTorch conversions of the VGG-Face
-  Caffe / MatConvNet model, e.g. ``vgg_face_dag.pth``) or ``conv_1_1`` ... ``conv_5_3``;
-  ``fc6`` / ``fc7`` / ``fc8`` are ignored.
+- :func:`pretrained_file` decides whether a family loads anything: nothing on the meta
+  device (config checks build nets there, reading no file), a logged warning when no
+  path is set (random weights), ``FileNotFoundError`` for a path that is not a file.
+- :func:`read_state_dict` reads the tensors.
+- :func:`load_vgg_base` copies the 13 convolutions of a VGG16 into a VGG ``features``
+  Sequential (VGG16-CBAM, Ghimire et al.: a VGG16 pre-trained on VGG-Face, Methodology 1;
+  its baselines also use ImageNet VGG16). Recognised layouts:
 
-The i-th convolution of the file goes to the i-th convolution of the base, shapes checked.
-A 1-channel base takes 3-channel first-layer weights summed over the input channels (a grey
-image replicated to RGB gives the same response). Any key neither used nor ignored is an
-error, as is any convolution left without weights.
+  - ``torchvision``: ``features.<N>.weight`` / ``.bias`` (torchvision's ``vgg16`` state
+    dict, any prefix, e.g. ``net.features.0.weight`` from this project's checkpoints);
+  - ``vggface``: ``conv1_1`` ... ``conv5_3`` (the common PyTorch conversions of the
+    VGG-Face model of Parkhi et al. 2015, e.g. ``vgg_face_dag.pth``) or ``conv_1_1`` ...
+    ``conv_5_3``; ``fc6`` / ``fc7`` / ``fc8`` are ignored.
 
-VGG-Face conversions expect BGR pixels in 0..255 minus a mean; channel order does not matter
-for grey faces replicated to 3 channels, but the scale does: see the README.
+  The i-th convolution of the file goes to the i-th convolution of the base, shapes
+  checked. A 1-channel base takes 3-channel first-layer weights summed over the input
+  channels (a grey image replicated to RGB gives the same response). Any key neither used
+  nor ignored is an error, as is any convolution left without weights.
+- :class:`InputAdapter` gives weights the input scaling they were trained with: VGG-Face
+  weights expect RGB pixels in 0..255 minus the mean face colour, not this project's
+  ``(x - data.mean) / data.std`` (see ``INPUT_NORMS``).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +45,95 @@ VGGFACE_KEY = re.compile(r"^.*?conv_?(?P<block>\d)_(?P<layer>\d)\.(?P<kind>weigh
 IGNORED_KEY = re.compile(r"(^|\.)(classifier|fc_?[678])\.")
 CHECKPOINT_CONTAINERS = ("state_dict", "model", "net")
 
-RANDOM_INIT_WARNING = (
-    "model.pretrained_path is not set: the VGG16 base starts from random weights, so accuracy "
-    "will not match seed 002, which fine-tunes a VGG-Face pre-trained base. Set "
-    "model.pretrained_path=<file> (torchvision or VGG-Face state dict).")
+VGG16_RANDOM_INIT_NOTE = (
+    "accuracy will not match VGG16-CBAM (Ghimire et al.), which fine-tunes a VGG-Face "
+    "pre-trained base. Set model.pretrained_path=<file> (torchvision or VGG-Face state dict)")
+
+#: Input normalisation pre-trained weights were trained with, on pixels in [0, 1]:
+#: ``(mean per RGB channel, std per RGB channel)``. VGG-Face (Parkhi et al. 2015; the
+#: ``vgg_face_dag`` conversion's ``meta``): 0..255 RGB minus the mean face colour
+#: (129.186, 104.762, 93.594), no division.
+INPUT_NORMS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "vggface": ((129.186279296875 / 255, 104.76238250732422 / 255, 93.59396362304688 / 255),
+                (1 / 255, 1 / 255, 1 / 255)),
+}
+#: ``model.input_norm`` values: ``auto`` follows the layout of the loaded weights (VGG-Face
+#: files get ``vggface``, anything else ``data``); ``data`` keeps the data pipeline's.
+INPUT_NORM_CHOICES = ("auto", "data", *INPUT_NORMS)
+
+
+def building_on_meta() -> bool:
+    """True inside ``with torch.device("meta")``: the config checks build every net there
+    to find bad settings before any data is read; no weights are read then."""
+    return torch.empty(()).device.type == "meta"
+
+
+def pretrained_file(path: str | Path | None, what: str, note: str = "",
+                    warn: bool = True) -> Path | None:
+    """The local weights file to load into ``what`` (e.g. "the VGG16 base"), or None.
+
+    A path that is not a file raises FileNotFoundError naming ``model.pretrained_path``
+    (on the meta device too, so the config checks catch it). None on the meta device
+    (nothing is read there) and when no path is set; then, unless ``warn`` is False, a
+    warning says ``what`` starts from random weights, followed by ``note``.
+    """
+    if path is not None:
+        given, path = str(path), Path(path).expanduser()
+        if not given or not path.is_file():
+            raise FileNotFoundError(f"model.pretrained_path={given!r}: no such file")
+    if building_on_meta():
+        return None
+    if path is None and warn:
+        log.warning("model.pretrained_path is not set: %s starts from random weights%s",
+                    what, f"; {note}." if note else ".")
+    return path
+
+
+class InputAdapter(nn.Module):
+    """Per-channel affine map from the data's normalised input to what the weights expect.
+
+    The data pipeline feeds ``x = (p - data_mean) / data_std`` for pixels ``p`` in [0, 1];
+    weights trained on ``(p - mean) / std`` get ``x * data_std / std + (data_mean - mean) /
+    std``. Identity until :meth:`set_target` is called. The scale and shift are buffers,
+    so a checkpoint keeps the scaling its weights were trained with (``target`` only
+    names the last one set). A 1-channel input
+    uses the average of the three RGB statistics (exact when they are equal).
+    """
+
+    def __init__(self, channels: int, data_mean: float | Sequence[float] = 0.5,
+                 data_std: float | Sequence[float] = 0.5) -> None:
+        super().__init__()
+        self.channels = channels
+        self.data_mean = self._per_channel(data_mean, "data.mean")
+        self.data_std = self._per_channel(data_std, "data.std")
+        self.register_buffer("scale", torch.ones(1, channels, 1, 1))
+        self.register_buffer("shift", torch.zeros(1, channels, 1, 1))
+        self.target = "data"
+
+    def _per_channel(self, value: float | Sequence[float], key: str) -> torch.Tensor:
+        values = torch.as_tensor(value, dtype=torch.float32).flatten()
+        if len(values) == 1:
+            values = values.repeat(self.channels)
+        if len(values) != self.channels:
+            raise ValueError(f"{key} has {len(values)} values, expected 1 or "
+                             f"{self.channels} (data.channels)")
+        return values
+
+    def set_target(self, norm: str) -> None:
+        """Feed the weights the input scaling ``INPUT_NORMS[norm]`` (``data``: identity)."""
+        if norm == "data":
+            self.scale.fill_(1.0)
+            self.shift.zero_()
+        else:
+            mean, std = (torch.tensor(stats) for stats in INPUT_NORMS[norm])
+            if self.channels == 1:
+                mean, std = mean.mean(0, keepdim=True), std.mean(0, keepdim=True)
+            self.scale.copy_((self.data_std / std).view(1, -1, 1, 1))
+            self.shift.copy_(((self.data_mean - mean) / std).view(1, -1, 1, 1))
+        self.target = norm
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return image * self.scale + self.shift
 
 
 @dataclass

@@ -1,38 +1,50 @@
-"""VGG16 + CBAM (seed 002, Ghimire et al.): a VGG convolutional base, CBAM, the shared head.
+"""VGG16-CBAM (Ghimire et al.): a VGG convolutional base, CBAM, the shared classifier head.
 
 - Base: torchvision's VGG16 ``features`` (13 3x3 convs + 5 max pools, built by the same
   ``torchvision.models.vgg.make_layers`` with torchvision's VGG initialisation; no weights
   are downloaded). 14,714,688 parameters at 3 input channels. ``layers`` swaps in another
   VGG-style list (ints = conv widths, ``"M"`` = 2x2 max pool), which the small-CNN
-  baseline of seed 002's table uses.
-- CBAM (``nets.cbam``) after the base; ``cbam=false`` gives seed 002's VGG16 baselines.
-- The shared ``ClassifierHead``: seed 002's classifier is ``head=gap`` with
-  ``hidden=[512, 512]`` and ``dropout=0.5`` (GAP, dropout, FC 512, dropout, FC 512,
-  classifier; the experiment config sets it); ``head=fc`` flattens the 7x7x512 map instead.
+  baseline of the paper's results table (Fig. 7) uses.
+- CBAM (``nets.cbam``) after the base (Methodology 2); ``cbam=false`` gives the paper's
+  VGG16 baselines.
+- The shared ``ClassifierHead``: the paper's classifier (Methodology 3) is ``head=gap``
+  with ``hidden=[512, 512]``, ``dropout=0.5`` and no dropout right before the output
+  layer (the experiment config sets it); ``head=fc`` flattens the 7x7x512 map instead.
 - Pre-trained base from ``pretrained_path`` (``nets.pretrained``); without one, random
-  weights and a logged warning. Nothing is loaded when built on the meta device.
+  weights and a logged warning. Nothing is read when built on the meta device.
+- Input scaling (``input_norm``): the paper only says the images are "scaled and
+  normalized" (Methodology). VGG-Face weights were trained on 0..255 pixels minus the mean
+  face colour; with ``auto`` a VGG-Face layout file switches the net's
+  :class:`~fer_lightning.nets.pretrained.InputAdapter` to that scaling, from the data's
+  ``(x - data_mean) / data_std``. ``data`` keeps the data's scaling; ``vggface`` forces it.
 - With landmarks on, the key-points are drawn onto the image (``overlay``), so every
   landmark ablation applies unchanged.
 
 ``finetune_base`` / ``finetune_layers`` tell ``finetune.StagedFineTuning`` what to freeze
-and which convolutions to unfreeze, last first (seed 002, Methodology).
+and which convolutions to unfreeze, last first (Methodology 1 and 5).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
+from fer_lightning.checks import check_choice
+from fer_lightning.nets.base import FERNet
 from fer_lightning.nets.cbam import CBAM
 from fer_lightning.nets.heads import ClassifierHead
-from fer_lightning.nets.pretrained import RANDOM_INIT_WARNING, load_vgg_base
-
-log = logging.getLogger(__name__)
+from fer_lightning.nets.pretrained import (
+    INPUT_NORM_CHOICES,
+    VGG16_RANDOM_INIT_NOTE,
+    InputAdapter,
+    building_on_meta,
+    load_vgg_base,
+    pretrained_file,
+)
 
 VGG16_LAYERS: list[int | str] = list(cfgs["D"])
 
@@ -62,39 +74,41 @@ def build_base(layers: Sequence[int | str], in_channels: int) -> nn.Sequential:
     return base
 
 
-class VGGCBAM(nn.Module):
-    """VGG convolutional base -> CBAM -> classifier head (seed 002, Fig. 3)."""
+class VGGCBAM(FERNet):
+    """Input scaling -> VGG convolutional base -> CBAM -> classifier head (Fig. 3)."""
 
-    input_keys: tuple[str, ...] = ("image",)
-    landmark_encoding: str = "overlay"
-    supported_heads: tuple[str, ...] = ("gap", "flatten")
+    landmark_encoding = "overlay"
+    supported_heads = ("gap", "flatten")
 
     def __init__(self, num_classes: int, in_channels: int, image_size: int,
-                 head: DictConfig | dict, use_landmarks: bool = False, cbam: bool = True,
+                 head: Mapping[str, Any], use_landmarks: bool = False, cbam: bool = True,
                  reduction: int = 8, spatial_kernel: int = 3, spatial_batch_norm: bool = False,
                  layers: Sequence[int | str] | None = None,
-                 pretrained_path: str | None = None) -> None:
+                 pretrained_path: str | None = None, input_norm: str = "auto",
+                 data_mean: float | Sequence[float] = 0.5,
+                 data_std: float | Sequence[float] = 0.5) -> None:
         super().__init__()
         layers = check_layers(VGG16_LAYERS if layers is None else layers)
+        check_choice("model.input_norm", input_norm, INPUT_NORM_CHOICES)
         pools = layers.count("M")
         if image_size < 2**pools:
             raise ValueError(f"data.image_size={image_size} is too small for a VGG base with "
                              f"{pools} max pools: it needs data.image_size >= {2**pools}")
         self.use_landmarks = use_landmarks
+        self.input_adapter = InputAdapter(in_channels, data_mean, data_std)
         self.features = build_base(layers, in_channels)
         channels = [item for item in layers if item != "M"][-1]
         self.cbam = (CBAM(channels, reduction, spatial_kernel, spatial_batch_norm)
                      if cbam else nn.Identity())
         side = image_size // 2**pools
         self.head = ClassifierHead(channels, num_classes, (side, side), **dict(head))
-        if not self.features[0].weight.is_meta:
-            self._init_base(pretrained_path, is_vgg16=layers == VGG16_LAYERS)
-
-    def _init_base(self, pretrained_path: str | None, is_vgg16: bool) -> None:
-        if pretrained_path:
-            load_vgg_base(self.features, pretrained_path)
-        elif is_vgg16:
-            log.warning(RANDOM_INIT_WARNING)
+        path = pretrained_file(pretrained_path, "the VGG base", VGG16_RANDOM_INIT_NOTE,
+                               warn=layers == VGG16_LAYERS)
+        layout = load_vgg_base(self.features, path).layout if path is not None else None
+        if input_norm == "auto":
+            input_norm = "vggface" if layout == "vggface" else "data"
+        if not building_on_meta():
+            self.input_adapter.set_target(input_norm)
 
     def finetune_base(self) -> nn.Module:
         """The pre-trained part, frozen while CBAM and the classifier train (stage 0)."""
@@ -105,4 +119,4 @@ class VGGCBAM(nn.Module):
         return [module for module in self.features if isinstance(module, nn.Conv2d)]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.cbam(self.features(image)))
+        return self.head(self.cbam(self.features(self.input_adapter(image))))

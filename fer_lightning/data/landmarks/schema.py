@@ -74,7 +74,7 @@ def flip_permutation_for(num_points: int) -> np.ndarray:
     return permutations[num_points]
 
 
-#: The emotion regions of MS-FPN (Zhang et al., Sec. 3.2), in the order of the `regions`
+#: The emotion regions of MS-FPN (Zhang et al., Sec. 3.1), in the order of the `regions`
 #: encoding.
 #: Left and right are the subject's, as in iBUG (left eye = points 42-47).
 REGION_NAMES = ("face", "left_eye", "right_eye", "nose", "mouth")
