@@ -43,13 +43,15 @@ OmegaConf.register_new_resolver("slurm_tasks", slurm_tasks, replace=True)
 OmegaConf.register_new_resolver("slurm_gpus", slurm_gpus, replace=True)
 
 
-def compose_config(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
-    """Compose ``conf/train.yaml`` with ``overrides`` outside the CLI (tests, benchmarks,
-    notebooks), with every path pointed at ``output_dir``; ``train(cfg)`` runs it."""
+def compose_config(overrides: Sequence[str], output_dir: str | Path,
+                   config_name: str = "train") -> DictConfig:
+    """Compose ``conf/train.yaml`` (or ``conf/<config_name>.yaml``: eval, predict, export)
+    with ``overrides`` outside the CLI (tests, benchmarks, notebooks), with every path
+    pointed at ``output_dir``; ``train(cfg)`` runs it."""
     output_dir = str(output_dir)
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="fer_lightning.conf", version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = output_dir
         cfg.hydra.runtime.cwd = output_dir

@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fer_lightning.callbacks import LastCheckpoint
+from fer_lightning.checkpoint import check_checkpoint_classes, run_config
 from fer_lightning.config import ConfigError, build_net, check_config, check_hardware, net_class
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.landmarks.config import LandmarksConfig
@@ -99,8 +100,10 @@ def build_module(cfg: DictConfig, net: torch.nn.Module, loss: torch.nn.Module,
     module_cfg = as_plain_dict(cfg.model.get("module")) or {}
     target = module_cfg.pop("_target_", None)
     module_class = get_class(target) if target else FERClassifier
-    return module_class(net, loss, class_names, optimizer=as_plain_dict(cfg.optimizer),
-                        scheduler=as_plain_dict(cfg.scheduler), **module_cfg)
+    module = module_class(net, loss, class_names, optimizer=as_plain_dict(cfg.optimizer),
+                          scheduler=as_plain_dict(cfg.scheduler), **module_cfg)
+    module.run_config, module.run_choices = run_config(cfg)  # saved into its checkpoints
+    return module
 
 
 def build_loss(loss_cfg: DictConfig, class_counts: list[int]) -> torch.nn.Module:
@@ -228,6 +231,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule = build_datamodule_or_hint(cfg)
     class_names = datamodule.class_names
+    if ckpt_path:
+        check_checkpoint_classes(ckpt_path, class_names)  # safe load; same classes, same order
     net = build_net(cfg, len(class_names))
     loss = build_loss(cfg.loss, datamodule.class_counts("train"))
     model = build_module(cfg, net, loss, class_names)
@@ -241,7 +246,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.train:
         prepare_resume(ckpt_path, output_dir)
         try:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         except SIGTERMException:
             report_stop(trainer, output_dir)
             raise
@@ -252,10 +257,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "num_parameters": sum(p.numel() for p in net.parameters()),
     }
     if cfg.test:
-        trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False,
+                         weights_only=True)
         results["val"] = model.results["val"]
         if "test" in datamodule.available_splits:
-            trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+            trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False,
+                         weights_only=True)
             results["test"] = model.results["test"]
         else:
             log.warning("No test metrics: %s", datamodule.unavailable_splits["test"])

@@ -7,6 +7,7 @@ from itertools import product
 import pytest
 import torch
 
+from fer_lightning.checkpoint import load_checkpoint
 from fer_lightning.train import train
 
 FAST = ("trainer.fast_dev_run=true", "logger=none")
@@ -44,8 +45,8 @@ def test_run_directory_holds_every_artefact(make_cfg, tmp_path, monkeypatch):
     assert saved["class_names"] == ["angry", "disgust", "fear", "happy", "sad", "surprise",
                                     "neutral"]
     assert sum(map(sum, saved["test"]["confusion_matrix"])) == 32
-    checkpoint = torch.load(best[0], map_location="cpu", weights_only=False)
-    assert checkpoint["class_names"] == saved["class_names"]
+    checkpoint = load_checkpoint(best[0])  # weights_only=True
+    assert checkpoint["fer_lightning"]["class_names"] == saved["class_names"]
     # the final plots show the best checkpoint and say which epoch it is
     best_epoch = checkpoint["epoch"]
     assert titles == ["validation, epoch 0", "validation, epoch 1",

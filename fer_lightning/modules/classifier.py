@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from fer_lightning.checkpoint import METADATA_KEY, checkpoint_metadata
 from fer_lightning.metrics import classification_metrics, split_results
 
 STAGES = ("train", "val", "test")
@@ -65,6 +66,12 @@ class FERClassifier(L.LightningModule):
     After each val / test epoch the computed metrics are kept in ``self.results[stage]``
     (scalars, per-class accuracy, confusion matrix) for callbacks and reports.
     """
+
+    #: The resolved run config and its Hydra group options (``checkpoint.run_config``),
+    #: handed over by ``train.build_module`` and saved into every checkpoint, so eval,
+    #: predict and export need only the ``.ckpt`` file.
+    run_config: dict[str, Any] | None = None
+    run_choices: dict[str, str] | None = None
 
     def __init__(self, net: nn.Module, loss: nn.Module, class_names: Sequence[str],
                  optimizer: Mapping[str, Any], scheduler: Mapping[str, Any] | None = None) -> None:
@@ -151,7 +158,8 @@ class FERClassifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["class_names"] = self.class_names
+        checkpoint[METADATA_KEY] = checkpoint_metadata(self.run_config, self.class_names,
+                                                       self.run_choices)
 
 
 def as_plain_dict(config: DictConfig | Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -7,12 +7,14 @@ the network always sees faces framed the same way. The crop is a square around t
 detected box, enlarged by ``margin`` on every side, padded with edge pixels where it
 leaves the image. When a detector returns several faces the largest (or most
 confident) wins, never simply the first one: dlib's HOG detector, for instance, also
-finds the mission patch on skimage's astronaut photo.
+finds the mission patch on skimage's astronaut photo. Inference on photos of several
+people takes every face (``FaceCropper.faces``), in the same order of preference.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,14 +37,20 @@ def model_dir() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], "models")
 
 
+def face_order(boxes: np.ndarray, scores: np.ndarray, select: str = "largest") -> np.ndarray:
+    """Indices of ``boxes`` (N, 4) xyxy with ``scores`` (N,), preferred face first: the
+    largest (ties: the most confident) or the most confident (ties: the largest)."""
+    check_choice("landmarks.face_select", select, SELECT)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    primary, secondary = (areas, scores) if select == "largest" else (scores, areas)
+    return np.lexsort((secondary, primary))[::-1]
+
+
 def select_face(boxes: np.ndarray, scores: np.ndarray, select: str = "largest") -> int | None:
     """Index of the face to keep among ``boxes`` (N, 4) xyxy with ``scores`` (N,)."""
     if len(boxes) == 0:
         return None
-    check_choice("landmarks.face_select", select, SELECT)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    primary, secondary = (areas, scores) if select == "largest" else (scores, areas)
-    return int(np.lexsort((secondary, primary))[-1])
+    return int(face_order(boxes, scores, select)[0])
 
 
 class HogDetector(LazyModel):
@@ -143,11 +151,27 @@ def points_to_image(points: np.ndarray, box: np.ndarray, width: int, height: int
     return (points * side + box[:2]) / np.array([width, height], np.float32)
 
 
+@dataclass
+class Face:
+    """One face of a photo: the detector's box and score, and the crop the nets see."""
+
+    box: np.ndarray  # (4,) xyxy pixels of the original image, as detected
+    score: float  # the detector's confidence (MTCNN probability, HOG SVM score)
+    crop: np.ndarray  # the square crop around the box with the margin (edge-padded)
+    crop_box: np.ndarray  # (4,) xyxy pixels of the crop in the original image
+
+    @property
+    def box_in_crop(self) -> np.ndarray:
+        """The detected box in the crop's pixel coordinates."""
+        return self.box - np.tile(self.crop_box[:2], 2)
+
+
 class FaceCropper:
     """Find the face in a photo and cut it out with a margin (train and inference alike).
 
     ``__call__(image)`` returns ``(crop, crop_box, face_box_in_crop)`` or None when no
-    face is found; ``crop_box`` is xyxy pixels of the original image.
+    face is found; ``crop_box`` is xyxy pixels of the original image. ``faces(image)``
+    returns every face (inference on photos of several people).
     """
 
     def __init__(self, detector: str = "hog", margin: float = 0.25, select: str = "largest",
@@ -175,3 +199,15 @@ class FaceCropper:
             return None
         box = crop_box(face, self.margin)
         return apply_crop(image, box), box, face - np.tile(box[:2], 2)
+
+    def faces(self, image: np.ndarray) -> list[Face]:
+        """Every face the detector finds, cropped like ``__call__`` crops the one it
+        keeps, in the order of preference of ``select`` (so ``faces(image)[0]`` is the
+        face ``__call__`` returns)."""
+        boxes, scores = self.detector.detect(image)
+        faces = []
+        for index in face_order(boxes, scores, self.select):
+            box = crop_box(boxes[index], self.margin)
+            faces.append(Face(boxes[index].astype(np.float32), float(scores[index]),
+                              apply_crop(image, box), box))
+        return faces
