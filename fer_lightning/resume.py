@@ -45,6 +45,10 @@ RESUME_IGNORED = (
     "trainer.log_every_n_steps", "trainer.limit_val_batches", "trainer.limit_test_batches",
     "trainer.check_val_every_n_epoch", "data.num_workers",
 )
+#: What a test-only run (``train=false``) must share with the checkpoint's run: the network
+#: and its input. Data, loss and optimiser may differ (testing on another dataset; the class
+#: names are checked separately against the checkpoint's).
+NET_KEYS = ("model", "head", "landmarks.enabled", "data.image_size", "data.channels")
 #: How many differing keys a refusal lists.
 SHOWN_DIFFERENCES = 8
 
@@ -101,12 +105,23 @@ def check_same_run(cfg: DictConfig, run_dir: Path, requested: str) -> None:
     """Raise ConfigError unless ``run_dir`` was started with this run's config (up to
     :data:`RESUME_IGNORED`); a checkpoint of another model would fail deep inside Lightning
     with a raw state_dict error, and one of other data or optimiser settings would quietly
-    train a different experiment."""
+    train a different experiment. A test-only run (``train=false``) needs only the same
+    network (:data:`NET_KEYS`)."""
     theirs = run_config(run_dir)
     if theirs is None:
         raise ConfigError(f"ckpt_path={requested}: {run_dir} has no config.yaml, so it cannot "
                           f"be checked against this run; give the checkpoint file instead")
     differences = config_differences(theirs, OmegaConf.to_container(cfg, resolve=True))
+    if not cfg.train:
+        differences = [line for line in differences
+                       if any(line == key or line.startswith((f"{key}.", f"{key}:"))
+                              for key in NET_KEYS)]
+        if differences:
+            raise ConfigError(f"ckpt_path={requested}: {run_dir} trained another network "
+                              f"({_describe_differences(differences)}). Testing needs the same "
+                              f"model, head and input; python -m fer_lightning.eval "
+                              f"ckpt_path=... takes them from the checkpoint itself")
+        return
     if differences:
         raise ConfigError(f"ckpt_path={requested}: {run_dir} was trained with a different "
                           f"config ({_describe_differences(differences)}). Resuming continues "

@@ -235,3 +235,14 @@ def test_a_run_resumes_only_its_own_folder_implicitly(make_cfg, tmp_path):
         resolve_ckpt_path(make_cfg("head=fc", output_dir=own))
     with pytest.raises(ConfigError, match="train=false evaluates a trained model"):
         resolve_ckpt_path(make_cfg("train=false", output_dir=tmp_path / "new"))
+
+
+def test_test_only_runs_need_the_same_network_not_the_same_data(make_cfg, tmp_path):
+    run = fake_run(tmp_path / "runs/a", make_cfg("head=fc", output_dir=tmp_path / "runs/a"))
+    checkpoint = run / "checkpoints/last.ckpt"
+    other_data = make_cfg("head=fc", "train=false", f"ckpt_path={checkpoint}",
+                          "loss=focal", "data.source.test_size=48")
+    assert resolve_ckpt_path(other_data) == str(checkpoint)  # testing elsewhere is allowed
+    with pytest.raises(ConfigError, match=r"trained another network \(.*head.name: 'fc' "
+                                          r"there, 'gap' here.*fer_lightning.eval"):
+        resolve_ckpt_path(make_cfg("head=gap", "train=false", f"ckpt_path={checkpoint}"))

@@ -18,8 +18,8 @@ and package version, face-crop settings). Inside:
 - ``chunk_<start>-<stop>.npz``: rows extracted but not merged yet (an interrupted run
   leaves whole chunks only: each is written to a temporary name and renamed), each
   with the digests of its samples;
-- ``.lock`` and ``claims/``: cross-process locks (the ``filelock`` package); the
-  per-chunk claims are removed after each merge.
+- ``.lock`` and ``claims/``: cross-process locks (the ``filelock`` package), one empty
+  file per chunk, kept (deleting a lock file races with a process opening it).
 
 Every ``compute`` (``prepare_data``) hashes the split's content and checks the entry:
 rows whose digest changed (an edited image, swapped rows), rows of a damaged array
@@ -144,7 +144,10 @@ def _claim_and_compute(source: Source, split: str, pipeline: LandmarkPipeline,
     or with ``wait`` wait for it), they are already in a chunk file, or another process
     merged a new generation meanwhile (the final merge re-checks everything). Returns
     the number of samples extracted here."""
-    lock = FileLock(directory / "claims" / f"{start:09d}-{stop:09d}.lock")
+    claims = directory / "claims"
+    claims.mkdir(parents=True, exist_ok=True)
+    # Claim files are never deleted: another process may be opening one at any moment.
+    lock = FileLock(claims / f"{start:09d}-{stop:09d}.lock")
     try:
         lock.acquire(timeout=-1 if wait else 0)
     except Timeout:
@@ -460,7 +463,6 @@ class LandmarkCache:
         for old in self.directory.glob("arrays-*"):
             if old != folder:
                 shutil.rmtree(old, ignore_errors=True)
-        shutil.rmtree(self.directory / "claims", ignore_errors=True)  # every chunk is merged
         return extracted
 
     def _warn_old_layouts(self) -> None:
