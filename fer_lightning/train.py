@@ -223,14 +223,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; returns the results also written to ``results.json``."""
     started_at, start_time = utc_now(), time.perf_counter()
     check_config(cfg)
+    for warning in check_hardware(cfg):
+        log.warning(warning)
     ckpt_path = resolve_ckpt_path(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
 
-    # A missing dataset first: its hint is a complete command (CPU overrides included).
     datamodule = build_datamodule_or_hint(cfg)
-    for warning in check_hardware(cfg):  # before prepare_data's minutes of work
-        log.warning(warning)
     class_names = datamodule.class_names
     if ckpt_path:
         check_checkpoint_classes(ckpt_path, class_names)  # safe load; same classes, same order

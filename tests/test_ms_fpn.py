@@ -236,7 +236,9 @@ def test_experiment_is_the_paper_setting(make_cfg):
 
 
 def test_no_rafdb_fails_at_once_with_layout_and_synthetic_command(make_cfg, tmp_path):
-    cfg = make_cfg("+experiment=ms_fpn", f"data.root={tmp_path / 'nowhere'}", tiny=False)
+    # trainer=cpu: on a machine without a GPU the hardware check speaks first
+    cfg = make_cfg("+experiment=ms_fpn", f"data.root={tmp_path / 'nowhere'}", "trainer=cpu",
+                   "trainer.precision=32", tiny=False)
     with pytest.raises(ConfigError) as error:
         train(cfg)
     message = str(error.value)
