@@ -30,7 +30,6 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
@@ -38,10 +37,10 @@ from fer_lightning import checkpoint as ckpt
 from fer_lightning.config import ConfigError, build_net, check_config, compose_config
 from fer_lightning.data.sources.base import DatasetError, SplitUnavailableError
 from fer_lightning.train import (
-    build_callbacks,
     build_datamodule_or_hint,
     build_loss,
     build_module,
+    build_trainer,
     print_results,
     write_json,
 )
@@ -218,8 +217,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[st
         module.net = TestTimeAugmentedNet(module.net, views)
 
     L.seed_everything(run.seed, workers=True)
-    trainer: L.Trainer = instantiate(run.trainer, callbacks=build_callbacks(run.callbacks),
-                                     logger=False)
+    trainer = build_trainer(run.trainer, run.callbacks, logger=False)
     loop = trainer.validate if split == "val" else trainer.test
     try:
         loop(module, datamodule=datamodule, verbose=False)

@@ -149,6 +149,16 @@ def build_callbacks(callbacks_cfg: DictConfig | None) -> list[L.Callback]:
     return sorted(callbacks, key=lambda callback: isinstance(callback, LastCheckpoint))
 
 
+def build_trainer(trainer_cfg: DictConfig, callbacks_cfg: DictConfig | None,
+                  **kwargs: Any) -> L.Trainer:
+    """The Trainer of ``cfg.trainer`` with the callbacks of ``cfg.callbacks``; with
+    ``callbacks.progress_bar=null`` no progress bar at all (Lightning would add its own)."""
+    if callbacks_cfg is not None and "progress_bar" in callbacks_cfg \
+            and callbacks_cfg.progress_bar is None:
+        kwargs.setdefault("enable_progress_bar", False)
+    return instantiate(trainer_cfg, callbacks=build_callbacks(callbacks_cfg), **kwargs)
+
+
 def build_plugins(trainer_cfg: DictConfig) -> list[Any]:
     """``trainer.plugins`` plus atomic checkpoint writes and, under SLURM, Lightning's SLURM
     environment with its own auto-requeue off: the job's launcher (submitit) requeues, and
@@ -237,8 +247,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loss = build_loss(cfg.loss, datamodule.class_counts("train"))
     model = build_module(cfg, net, loss, class_names)
     loggers = build_loggers(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg.get("callbacks")),
-                                     logger=loggers or False, plugins=build_plugins(cfg.trainer))
+    trainer = build_trainer(cfg.trainer, cfg.get("callbacks"), logger=loggers or False,
+                            plugins=build_plugins(cfg.trainer))
     save_resolved_config(cfg, output_dir)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

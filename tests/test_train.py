@@ -101,3 +101,13 @@ def test_wandb_runs_offline_without_key(make_cfg, tmp_path, monkeypatch, caplog)
 def test_tensorboard_logger_writes_events(make_cfg, tmp_path):
     train(make_cfg("logger=tensorboard", "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
     assert list((tmp_path / "run/tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_progress_bar_null_means_no_progress_bar(make_cfg):
+    from fer_lightning.train import build_trainer
+
+    cfg = make_cfg()  # TINY sets callbacks.progress_bar=null
+    assert build_trainer(cfg.trainer, cfg.callbacks, logger=False).progress_bar_callback is None
+    shown = make_cfg(tiny=False)
+    assert build_trainer(shown.trainer, shown.callbacks,
+                         logger=False).progress_bar_callback is not None
