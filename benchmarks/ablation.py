@@ -151,9 +151,11 @@ def main() -> None:
     (OUT / "README.md").write_text(
         "# Ablation grids on the synthetic faces\n\n"
         + body.replace("benchmarks/ablation/", ""))
+    # RESULTS.md sits in benchmarks/: its links start one floor lower.
+    results_body = body.replace("benchmarks/ablation/", "ablation/")
     with RESULTS.open("a") as handle:
         handle.write(f"\n## {stamp} UTC — `python -m benchmarks.ablation --grids "
-                     f"{' '.join(args.grids)}`\n\n{body}\n")
+                     f"{' '.join(args.grids)}`\n\n{results_body}\n")
     if args.readme is not None:
         fill_readme(args.readme, body)
 
