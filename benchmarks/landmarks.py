@@ -94,12 +94,12 @@ def extraction_rows(backend: str) -> list[str]:
                          f"[{marginal:.0f} images / s; start-up + 1 chunk each "
                          f"{small:.1f} s] |")
             if workers == 1:
-                datamodule.setup("fit")
+                datamodule.setup()  # train only: these sources have no val split
                 report = datamodule.landmark_report["train"]
                 reloaded = extraction_datamodule(backend, workers, cache_dir)
                 start = time.perf_counter()
                 reloaded.prepare_data()
-                reloaded.setup("fit")
+                reloaded.setup()
                 reload_ms = (time.perf_counter() - start) * 1e3
     lines.append(f"| landmarks={backend} faces detected on the synthetic faces | "
                  f"{report['detected']} / {report['detected'] + report['missed']} "
@@ -128,7 +128,7 @@ def loader_rates(encoding: str) -> tuple[float, float]:
     """(loader + batch transform samples/s, batch transform alone samples/s)."""
     with tempfile.TemporaryDirectory() as scratch:
         datamodule = loader_datamodule(encoding, scratch)
-        datamodule.setup("fit")
+        datamodule.setup()  # train only: these sources have no val split
         loader = datamodule.train_dataloader()
 
         def epoch() -> int:
