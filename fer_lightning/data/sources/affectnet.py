@@ -56,7 +56,6 @@ from fer_lightning.data.sources.holdout import stratified_holdout
 from fer_lightning.data.sources.io import (
     OUTSIDE_ROOT,
     check_files_exist,
-    fingerprint_of,
     hidden_reason,
     indexed_lines,
     is_hidden,
@@ -228,17 +227,6 @@ class AffectNet:
                f"val = stratified {self.val_fraction:g} hold-out of train (seed {self.seed})")
         return (f"AffectNet-{self.num_classes} {self.release} release: train = {train}, "
                 f"test = {test}; {val}")
-
-    def fingerprint(self) -> str:
-        """Hash of the index files (size and mtime) and settings (landmark cache keys).
-
-        Rows skipped for a path outside the root shift the index, so their counts join the
-        hash when there are any (keeping the hash of every other dataset as it was)."""
-        stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in self._sources.values()]
-        outside = [self._part(name).skipped.get(OUTSIDE_ROOT, 0) for name in ("train", "test")]
-        return fingerprint_of("affectnet", self.release, stats, self.num_classes,
-                              self.val_split, self.val_fraction, self.seed,
-                              *([("outside", outside)] if any(outside) else []))
 
     # -- layout ------------------------------------------------------------------------
 
@@ -424,4 +412,3 @@ class AffectNet:
         points = _parse_landmarks(_read_npy(lnd_file, "landmark"), str(lnd_file))
         height, width = image.shape[:2]
         return _with_landmarks(image, int(part.labels[row]), points, (0, 0, width, height))
-

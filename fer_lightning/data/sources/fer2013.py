@@ -22,8 +22,6 @@ one ``np.fromstring`` call, and the images are kept as one (N, 48, 48) uint8 arr
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from fer_lightning.data.sources.base import (
     SplitUnavailableError,
 )
 from fer_lightning.data.sources.holdout import stratified_holdout
-from fer_lightning.data.sources.io import csv_rows, file_fingerprint
+from fer_lightning.data.sources.io import csv_rows
 
 log = logging.getLogger(__name__)
 
@@ -330,11 +328,3 @@ class FER2013Source:
         """The 48x48 uint8 image and label of sample ``index`` of ``split``."""
         row = self.split_indices(split)[index]
         return RawSample(image=self.table.images[row], label=int(self.table.labels[row]))
-
-    def fingerprint(self) -> str:
-        """Stable hash of the file and split configuration (landmark cache keys)."""
-        config = {"source": "fer2013", "file": self.path.name,
-                  "content": file_fingerprint(self.path),
-                  "splits": {k: list(v) for k, v in self.splits.items()},
-                  "holdout_fraction": self.holdout_fraction, "seed": self.seed}
-        return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]

@@ -22,8 +22,6 @@ distribution (draw one class for ``probability``; the max-of-products loss for
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 from collections import Counter
@@ -38,7 +36,6 @@ from fer_lightning.data.sources.fer2013 import FERTable, read_fer_csv, split_usa
 from fer_lightning.data.sources.io import (
     OUTSIDE_ROOT,
     csv_rows,
-    file_fingerprint,
     hidden_reason,
     is_hidden,
     read_image,
@@ -282,16 +279,6 @@ class FERPlusSource:
     def targets(self, split: str) -> np.ndarray:
         """(n, 8) float32 soft targets of every kept sample of ``split``."""
         return self._split(split).targets
-
-    def fingerprint(self) -> str:
-        """Stable hash of the files and label configuration (landmark cache keys)."""
-        files = ([self.pixels_csv, self.votes_csv] if self.layout == "csv"
-                 else [self.root / name / "label.csv" for name in FOLDERS.values()])
-        config = {"source": "ferplus", "layout": self.layout,
-                  "content": [file_fingerprint(path) for path in files],
-                  "modes": [self.label_mode, self.eval_label_mode],
-                  "splits": {k: list(v) for k, v in self.splits.items()}}
-        return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
     # -- internals ---------------------------------------------------------------------
 

@@ -43,7 +43,6 @@ from fer_lightning.data.sources.base import (
 from fer_lightning.data.sources.holdout import stratified_holdout, stratified_partition
 from fer_lightning.data.sources.io import (
     IMAGE_EXTENSIONS,
-    fingerprint_of,
     hidden_reason,
     is_hidden,
     layout_error,
@@ -139,13 +138,6 @@ class ImageFolder:
     def describe(self) -> str:
         """One line: what is read and how the splits are formed (for summaries)."""
         return f"{self.root}: {self._layout}"
-
-    def fingerprint(self) -> str:
-        """Hash of the file lists, labels and split settings (landmark cache keys)."""
-        return fingerprint_of("imagefolder", self.class_names, self.split_fractions,
-                              self.val_fraction, self.seed,
-                              *[(self._paths.get(s), self._labels[s].tolist()
-                                 if s in self._labels else None) for s in SPLITS])
 
     # -- internals ---------------------------------------------------------------------
 

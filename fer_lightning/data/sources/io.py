@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -153,22 +152,6 @@ def line_at(path: Path, offset: int, codec: str = "utf-8") -> str:
             if not chunk:
                 break
     return text.split("\n", 1)[0].rstrip("\r")
-
-
-def file_fingerprint(path: Path, sample_bytes: int = 1 << 20) -> str:
-    """Cheap content hash of a data file: its size and its first and last MiB."""
-    size = path.stat().st_size
-    digest = hashlib.sha1(str(size).encode())
-    with path.open("rb") as handle:
-        digest.update(handle.read(sample_bytes))
-        handle.seek(max(0, size - sample_bytes))
-        digest.update(handle.read(sample_bytes))
-    return digest.hexdigest()
-
-
-def fingerprint_of(*parts: object) -> str:
-    """A short stable hash of ``parts`` (their repr), for cache keys."""
-    return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------

@@ -37,7 +37,6 @@ from fer_lightning.data.sources.holdout import stratified_holdout, stratified_pa
 from fer_lightning.data.sources.io import (
     OUTSIDE_ROOT,
     check_files_exist,
-    fingerprint_of,
     read_image,
     read_text,
     require,
@@ -131,16 +130,6 @@ class RafDB:
                  f"resplit: all images cut {self.resplit_ratio:g}:1 into train/test, "
                  f"stratified (seed {self.seed})")
         return f"{self.label_file} + {self.image_dir}: {split}; {val}"
-
-    def fingerprint(self) -> str:
-        """Hash of the label file's bytes and the split settings (landmark cache keys);
-        settings and skips that did not exist before are hashed only when used, so caches
-        of the official split stay valid."""
-        settings = (self.split, self.resplit_ratio) if self.split != "official" else ()
-        outside = [self._skipped[part][OUTSIDE_ROOT] for part in PARTITIONS]
-        skips = (("outside", outside),) if any(outside) else ()
-        return fingerprint_of("rafdb", self.label_file.read_bytes(), self.variant,
-                              self.val_split, self.val_fraction, self.seed, *settings, *skips)
 
     # -- internals ---------------------------------------------------------------------
 
