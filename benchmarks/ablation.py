@@ -25,7 +25,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fer_lightning.report.outputs import cell_rows, md_table
+from fer_lightning.report.outputs import cell_rows, md_table, primary_effects
 
 from .run import RESULTS, machine
 
@@ -98,8 +98,7 @@ def grid_markdown(name: str, sweep_dir: Path, seconds: float, image_root: str,
              shown(grid_command(name, sweep_dir, overrides)).replace(str(sweep_dir),
                                                                     "logs/ablation/" + name),
              f"python -m fer_lightning.report logs/ablation/{name}", "```", ""]
-    lines += [f"- {effect['verdict']}" for effect in block["effects"]
-              if effect["metric"] == block["metric"]]
+    lines += [f"- {effect['verdict']}" for effect in primary_effects(block)]
     left_out = len(report["incomplete"])
     note = f" ({left_out} runs left out: see there)" if left_out else ""
     full = f"{image_root}/{name}/report.md"

@@ -69,12 +69,19 @@ def block_title(index: int, block: dict[str, Any]) -> str:
            f"{block['n_runs']} runs)"
 
 
-def _primary_effects(block: dict[str, Any]) -> list[dict[str, Any]]:
+def primary_effects(block: dict[str, Any]) -> list[dict[str, Any]]:
+    """The block's effects on its headline metric (the verdicts and plots)."""
     return [effect for effect in block["effects"] if effect["metric"] == block["metric"]]
 
 
-def _effect_label(effect: dict[str, Any]) -> str:
+def effect_label(effect: dict[str, Any]) -> str:
+    """``axis=b vs a``."""
     return f"{effect['axis']}={fmt_value(effect['b'])} vs {fmt_value(effect['a'])}"
+
+
+def fmt_axes(axes: dict[str, Any]) -> str:
+    """``key=value, key=value`` of a cell's or a condition's axes."""
+    return ", ".join(f"{k}={fmt_value(v)}" for k, v in axes.items())
 
 
 # ---------------------------------------------------------------------- report.md --
@@ -109,7 +116,7 @@ def effect_rows(block: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         mean, interval = fmt_diff(effect)
         boot = effect.get("bootstrap_ci")
         rows.append([
-            _effect_label(effect), effect["metric"], str(effect["n_pairs"]), mean, interval,
+            effect_label(effect), effect["metric"], str(effect["n_pairs"]), mean, interval,
             f"[{points(boot[0]):+.2f}, {points(boot[1]):+.2f}]" if boot else DASH,
             fmt_p(effect["p_ttest"]), fmt_p(effect["p_wilcoxon"]),
             f"{effect['wins']}/{effect['n_pairs']}",
@@ -119,18 +126,18 @@ def effect_rows(block: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def _interaction_rows(block: dict[str, Any]) -> list[list[str]]:
     rows = []
-    for effect in _primary_effects(block):
+    for effect in primary_effects(block):
         for given in effect.get("by", []):
-            condition = ", ".join(f"{k}={fmt_value(v)}" for k, v in given["given"].items())
+            condition = fmt_axes(given["given"])
             mean, interval = fmt_diff(given)
-            rows.append([_effect_label(effect), condition, str(given["n_pairs"]), mean,
+            rows.append([effect_label(effect), condition, str(given["n_pairs"]), mean,
                          interval])
     return rows
 
 
 def _class_rows(block: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    effects = [e for e in _primary_effects(block) if e.get("per_class")]
-    header = ["class", *(_effect_label(e) for e in effects)]
+    effects = [e for e in primary_effects(block) if e.get("per_class")]
+    header = ["class", *(effect_label(e) for e in effects)]
     rows = []
     for name in block["class_names"]:
         row = [name]
@@ -167,7 +174,7 @@ def report_markdown(report: dict[str, Any], plots: dict[int, dict[str, str]]) ->
                          f"{fmt_value(axis['baseline'])}{also}")
         seeds = sorted({str(seed) for cell in block["cells"] for seed in cell["seeds"]})
         lines += [f"- replicates: seed {', '.join(seeds)}", ""]
-        verdicts = [effect["verdict"] for effect in _primary_effects(block)]
+        verdicts = [effect["verdict"] for effect in primary_effects(block)]
         if verdicts:
             lines += [f"### Verdicts ({block['metric']})", ""]
             lines += [f"- {text}" for text in verdicts] + [""]
@@ -286,7 +293,7 @@ def print_report(report: dict[str, Any], console: Console, out_dir: Path | None)
     """Rich tables: per block the verdicts, cells and effects; then the runs left out."""
     for index, block in enumerate(report["blocks"], 1):
         console.rule(block_title(index, block))
-        for effect in _primary_effects(block):
+        for effect in primary_effects(block):
             console.print(f"  {effect['verdict']}", highlight=False)
         console.print(cell_table(block))
         for note in block["notes"]:

@@ -13,7 +13,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from fer_lightning.report.build import METRIC_LABELS, points  # noqa: E402
-from fer_lightning.report.outputs import fmt_value  # noqa: E402
+from fer_lightning.report.outputs import (  # noqa: E402
+    effect_label,
+    fmt_axes,
+    primary_effects,
+)
 
 
 def _label(block: dict[str, Any]) -> str:
@@ -22,16 +26,12 @@ def _label(block: dict[str, Any]) -> str:
 
 
 def _cell_name(cell: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={fmt_value(v)}" for k, v in cell["axes"].items()) or "all runs"
-
-
-def _primary(block: dict[str, Any]) -> list[dict[str, Any]]:
-    return [effect for effect in block["effects"] if effect["metric"] == block["metric"]]
+    return fmt_axes(cell["axes"]) or "all runs"
 
 
 def plot_effects(block: dict[str, Any], path: Path) -> Path | None:
     """Each effect's mean paired difference with its 95 % interval, a line at 0."""
-    effects = _primary(block)
+    effects = primary_effects(block)
     if not effects:
         return None
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(effects) + 1.4))
@@ -46,8 +46,7 @@ def plot_effects(block: dict[str, Any], path: Path) -> Path | None:
             ax.plot(mean, row, "o", color="tab:gray")
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(effects)),
-                  [f"{e['axis']}={fmt_value(e['b'])} vs {fmt_value(e['a'])} ({e['n_pairs']})"
-                   for e in reversed(effects)])
+                  [f"{effect_label(e)} ({e['n_pairs']})" for e in reversed(effects)])
     ax.set_xlabel(f"{_label(block)}: b − a (points), 95 % CI; (pairs)")
     ax.set_title("paired effect per axis (grey: interval covers 0)")
     fig.tight_layout()
@@ -109,7 +108,7 @@ def plot_curves(block: dict[str, Any], path: Path) -> Path | None:
 
 def plot_per_class(block: dict[str, Any], path: Path) -> Path | None:
     """Heatmap of per-class accuracy deltas (points) per effect."""
-    effects = [e for e in _primary(block) if e.get("per_class")]
+    effects = [e for e in primary_effects(block) if e.get("per_class")]
     classes = block["class_names"]
     if not effects or not classes:
         return None
@@ -123,7 +122,7 @@ def plot_per_class(block: dict[str, Any], path: Path) -> Path | None:
             ax.text(c, r, f"{value:+.1f}", ha="center", va="center", fontsize=8,
                     color="white" if abs(value) > 0.6 * limit else "black")
     ax.set_xticks(range(len(effects)),
-                  [f"{e['axis']}=\n{fmt_value(e['b'])} vs {fmt_value(e['a'])}" for e in effects],
+                  [effect_label(e).replace("=", "=\n", 1) for e in effects],
                   fontsize=8)
     ax.set_yticks(range(len(classes)), classes)
     fig.colorbar(image, ax=ax, label="accuracy b − a (points)")
