@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fer_lightning.data.landmarks.schema import (  # mean_face lives in schema (lowest floor)
+    FACE_CENTRE,
     FLIP_PERMUTATION,
     GROUPS,
     NUM_POINTS,
@@ -24,8 +25,6 @@ from fer_lightning.data.landmarks.schema import (  # mean_face lives in schema (
 CLASS_NAMES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 ANGRY, DISGUST, FEAR, HAPPY, SAD, SURPRISE, NEUTRAL = range(7)
 
-#: Where the canonical face origin (between eyes and nose) lands in the image.
-_FACE_CENTRE = np.array([0.5, 0.47])
 _MARGIN = 0.01  # landmarks are kept this far inside the image border
 
 
@@ -325,7 +324,7 @@ def _fit_pose(neutral: np.ndarray, params: FaceParams) -> _Pose:
     ly, hy = min(ly, drop_y) - 0.02, max(hy, drop_y) + 0.02
     room = 1.0 - 2.0 * _MARGIN
     scale = min(params.scale, room / (hx - lx), room / (hy - ly))
-    cx, cy = _FACE_CENTRE
+    cx, cy = FACE_CENTRE
     shift_x = clamp(params.shift[0], _MARGIN - cx - scale * lx, 1.0 - _MARGIN - cx - scale * hx)
     shift_y = clamp(params.shift[1], _MARGIN - cy - scale * ly, 1.0 - _MARGIN - cy - scale * hy)
     return _Pose(matrix=scale * rotation, offset=np.array([cx + shift_x, cy + shift_y]),
