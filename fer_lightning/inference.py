@@ -72,11 +72,12 @@ def landmarks_config(cfg: DictConfig, backend: str | None = None) -> DictConfig:
     if not group.landmarks.get("extractor"):
         raise ConfigError(f"landmarks={backend} has no extractor; use dlib, mediapipe or "
                           f"mtcnn for photos")
+    resolved = OmegaConf.to_container(group, resolve=True)["landmarks"]
     with open_dict(landmarks):
         landmarks.name = backend
         for key in ("extractor", "cache_dir", "quality", "task_model_path"):
-            if key in group.landmarks:
-                landmarks[key] = OmegaConf.to_container(group, resolve=True)["landmarks"][key]
+            if key in resolved:
+                landmarks[key] = resolved[key]
         if landmarks.get("precropped") is None:
             landmarks.precropped = bool(cfg.data.get("precropped", True))
     return landmarks
