@@ -68,6 +68,13 @@ class ConfigError(ValueError):
     """A config value or combination that cannot run; the message names the key."""
 
 
+def user_error_exit(error: Exception) -> SystemExit:
+    """What an entry point raises for a ``ConfigError`` or a ``DatasetError``: the message
+    alone, prefixed with the kind of error (no traceback, exit status 1)."""
+    kind = "Config" if isinstance(error, ConfigError) else "Dataset"
+    return SystemExit(f"{kind} error: {error}")
+
+
 def check_task_name(task_name: Any) -> str:
     """``task_name`` if it is a plain folder name; run folders live at
     ``<paths.log_dir>/<task_name>/...``, so a separator or ``..`` would write elsewhere."""

@@ -34,7 +34,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from fer_lightning import checkpoint as ckpt
-from fer_lightning.config import ConfigError, build_net, check_config, compose_config
+from fer_lightning.config import (
+    ConfigError,
+    build_net,
+    check_config,
+    compose_config,
+    user_error_exit,
+)
 from fer_lightning.data.sources.base import DatasetError, SplitUnavailableError
 from fer_lightning.train import (
     build_datamodule_or_hint,
@@ -263,8 +269,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
     except (ConfigError, DatasetError) as error:
-        kind = "Config" if isinstance(error, ConfigError) else "Dataset"
-        raise SystemExit(f"{kind} error: {error}") from None
+        raise user_error_exit(error) from None
 
 
 def with_checkpoint_choices(arguments: Sequence[str]) -> list[str]:
@@ -292,7 +297,7 @@ def main() -> None:
     try:
         sys.argv[1:] = with_checkpoint_choices(sys.argv[1:])
     except ConfigError as error:
-        raise SystemExit(f"Config error: {error}") from None
+        raise user_error_exit(error) from None
     _hydra_main()
 
 

@@ -42,7 +42,7 @@ from omegaconf import DictConfig
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from fer_lightning.checks import check_choice
-from fer_lightning.config import ConfigError
+from fer_lightning.config import ConfigError, user_error_exit
 from fer_lightning.data.dataset import image_to_tensor
 from fer_lightning.data.landmarks.base import MissingBackendError
 from fer_lightning.data.landmarks.face_crop import DETECTORS, Face, FaceCropper
@@ -529,7 +529,7 @@ def main(cfg: DictConfig) -> None:
     try:
         predict(cfg)
     except ConfigError as error:
-        raise SystemExit(f"Config error: {error}") from None
+        raise user_error_exit(error) from None
     except MissingBackendError as error:  # a face detector / landmark package not installed
         raise SystemExit(f"Missing package: {error}") from None
 

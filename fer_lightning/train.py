@@ -33,7 +33,14 @@ from rich.table import Table
 
 from fer_lightning.callbacks import LastCheckpoint
 from fer_lightning.checkpoint import check_checkpoint_classes, run_config
-from fer_lightning.config import ConfigError, build_net, check_config, check_hardware, net_class
+from fer_lightning.config import (
+    ConfigError,
+    build_net,
+    check_config,
+    check_hardware,
+    net_class,
+    user_error_exit,
+)
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.sources.base import DatasetError
@@ -208,9 +215,11 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
     return None
 
 
+@rank_zero_only
 def prepare_resume(ckpt_path: str | None, output_dir: Path) -> None:
     """When training continues another run's checkpoint, bring that run's best checkpoints
-    into this run folder, so the best epoch found before the resume still counts."""
+    into this run folder, so the best epoch found before the resume still counts (rank 0
+    only, like every other file written into the run folder)."""
     source = source_run(ckpt_path)
     if source is None or source.resolve() == output_dir.resolve():
         return
@@ -313,7 +322,6 @@ def main(cfg: DictConfig) -> float | None:
     except (ConfigError, DatasetError) as error:
         remove_unused_run_dir(Path(HydraConfig.get().runtime.output_dir).resolve(),
                               Path(cfg.paths.log_dir).resolve())
-        kind = "Config" if isinstance(error, ConfigError) else "Dataset"
-        raise SystemExit(f"{kind} error: {error}") from None
+        raise user_error_exit(error) from None
     except SIGTERMException:
         raise SystemExit(128 + signal.SIGTERM) from None
