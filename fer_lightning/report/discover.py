@@ -97,8 +97,13 @@ def logged_epochs(run_folder: Path) -> int | None:
     if not metrics.is_file():
         return None
     with metrics.open() as handle:
-        epochs = [int(float(row["epoch"])) for row in csv.DictReader(handle)
-                  if row.get("epoch") and any(row.get(key) for key in EPOCH_END)]
+        return _finished_epochs(list(csv.DictReader(handle)))
+
+
+def _finished_epochs(rows: list[dict[str, str]]) -> int:
+    """How many epochs the rows of a ``metrics.csv`` show as finished."""
+    epochs = [int(float(row["epoch"])) for row in rows
+              if row.get("epoch") and any(row.get(key) for key in EPOCH_END)]
     return max(epochs) + 1 if epochs else 0
 
 
@@ -192,7 +197,7 @@ def read_curve(run_folder: Path, metric: str) -> list[tuple[int, float]]:
         return []
     with metrics.open() as handle:
         rows = list(csv.DictReader(handle))
-    trained = logged_epochs(run_folder) or 0
+    trained = _finished_epochs(rows)
     curve: dict[int, float] = {}
     for row in rows:
         value, epoch = row.get(metric), row.get("epoch")
