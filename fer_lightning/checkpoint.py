@@ -103,17 +103,17 @@ def write_checkpoint(cfg: DictConfig, path: str | Path,
     default to FER2013's seven."""
     import lightning as L
 
+    from fer_lightning.data.sources.fer2013 import CLASS_NAMES
     from fer_lightning.train import build_loss, build_module
 
-    names = list(class_names or ["angry", "disgust", "fear", "happy", "sad", "surprise",
-                                 "neutral"])
+    names = list(class_names or CLASS_NAMES)
     net = build_net(cfg, len(names))
     module = build_module(cfg, net, build_loss(cfg.loss, [1] * len(names)), names)
+    checkpoint = {"state_dict": module.state_dict(), "pytorch-lightning_version": L.__version__}
+    module.on_save_checkpoint(checkpoint)  # the metadata, as a training run writes it
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": module.state_dict(), "pytorch-lightning_version": L.__version__,
-                METADATA_KEY: checkpoint_metadata(module.run_config, names, module.run_choices)},
-               path)
+    torch.save(checkpoint, path)
     return path
 
 
