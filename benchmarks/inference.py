@@ -22,6 +22,7 @@ Appends a dated section to benchmarks/RESULTS.md (also part of ``make bench``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -41,8 +42,8 @@ from fer_lightning.checkpoint import write_checkpoint
 from fer_lightning.config import compose_config
 
 FER_PYTHON = Path("/work/bench-venvs/fer/bin/python")
-MODELS = {"mini_xception, no landmarks": ["model=mini_xception"],
-          "mini_xception + dlib overlay": ["model=mini_xception", "landmarks=dlib"]}
+MODELS = {"mini_xception, no landmarks": ("model=mini_xception",),
+          "mini_xception + dlib overlay": ("model=mini_xception", "landmarks=dlib")}
 
 
 def photos() -> list[np.ndarray]:
@@ -76,8 +77,10 @@ def per_photo_ms(work: Callable[[np.ndarray], object], images: Sequence[np.ndarr
     return medians
 
 
-def checkpoint_for(overrides: Sequence[str], folder: Path) -> Path:
-    """An untrained checkpoint of the configured model."""
+@functools.cache
+def checkpoint_for(overrides: tuple[str, ...], folder: Path) -> Path:
+    """An untrained checkpoint of the configured model, written once per folder (a new
+    file would also make its ONNX export stale and re-exported)."""
     name = "-".join(o.replace("=", "_") for o in overrides)
     return write_checkpoint(compose_config(list(overrides), folder / name), folder / f"{name}.ckpt")
 
