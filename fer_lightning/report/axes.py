@@ -173,16 +173,26 @@ def _group_labels(runs: list[Run]) -> list[dict[str, Any]]:
     return labels
 
 
+def _ordered_groups(labels: list[dict[str, Any]]) -> list[str]:
+    """The config groups of ``labels``, in the root config's order (others by name)."""
+    return sorted({g for label in labels for g in label},
+                  key=lambda g: (GROUP_ORDER.index(g) if g in GROUP_ORDER else 99, g))
+
+
+def _overridden_keys(runs: list[Run]) -> set[str]:
+    """The config keys any of ``runs`` set by a command-line override."""
+    return {strip_override_prefix(line.partition("=")[0])
+            for run in runs for line in run.overrides}
+
+
 def _variables(runs: list[Run], ignore: tuple[str, ...]) -> list[Variable]:
     """Every group choice and config key that differs between ``runs``, in priority order:
     groups (root config order), then keys set by overrides, then other keys."""
     labels = _group_labels(runs)
-    groups = sorted({g for label in labels for g in label},
-                    key=lambda g: (GROUP_ORDER.index(g) if g in GROUP_ORDER else 99, g))
+    groups = _ordered_groups(labels)
     flats = [{key: value for key, value in flatten(run.config or {}).items()
               if key != SEED and not is_bookkeeping(key, ignore)} for run in runs]
-    overridden = {strip_override_prefix(line.partition("=")[0])
-                  for run in runs for line in run.overrides}
+    overridden = _overridden_keys(runs)
     nodes = {key for run in runs for key, node in (run.config or {}).items()
              if isinstance(node, dict)}
     variables = [Variable(group, True, [label.get(group) for label in labels],
@@ -265,13 +275,11 @@ def constant_settings(runs: list[Run], axes: list[Axis]) -> dict[str, Any]:
     names = {axis.name for axis in axes} | {key for axis in axes for key in axis.covarying}
     labels = _group_labels(runs)
     fixed: dict[str, Any] = {}
-    for group in sorted({g for label in labels for g in label},
-                        key=lambda g: (GROUP_ORDER.index(g) if g in GROUP_ORDER else 99, g)):
+    for group in _ordered_groups(labels):
         values = {canonical(label.get(group)) for label in labels}
         if group not in names and len(values) == 1 and labels[0].get(group) is not None:
             fixed[group] = labels[0][group]
-    overridden = sorted({strip_override_prefix(line.partition("=")[0])
-                         for run in runs for line in run.overrides})
+    overridden = sorted(_overridden_keys(runs))
     flats = [flatten(run.config or {}) for run in runs]
     for key in overridden:
         if key in names or key in fixed or key == SEED or is_bookkeeping(key) or \
