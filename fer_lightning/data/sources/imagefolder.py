@@ -151,21 +151,22 @@ class ImageFolder:
                       ) -> list[Path]:
         """Sub-folders of ``folder`` to read, hidden ones and unsafe symlinks counted (and
         the symlinks logged, with ``warn``)."""
-        folders = []
-        for entry in sorted(folder.iterdir()):
-            if not entry.is_dir():
-                continue
-            if is_hidden(entry.name):
-                _count(skipped, hidden_reason(entry.name))
-            else:
-                reason = self._link_problem(entry)
-                if reason:
-                    _count(skipped, reason)
-                    if warn:
-                        log.warning("%s: not followed (%s)", entry, reason.replace("_", " "))
-                else:
-                    folders.append(entry)
-        return folders
+        return [entry for entry in sorted(folder.iterdir())
+                if entry.is_dir() and self._follow(entry, skipped, warn)]
+
+    def _follow(self, folder: Path, skipped: dict[str, int], warn: bool = True) -> bool:
+        """Whether sub-folder ``folder`` is read; a hidden one or an unsafe symlink is
+        counted in ``skipped`` (and the symlink logged, with ``warn``)."""
+        if is_hidden(folder.name):
+            _count(skipped, hidden_reason(folder.name))
+            return False
+        reason = self._link_problem(folder)
+        if reason:
+            _count(skipped, reason)
+            if warn:
+                log.warning("%s: not followed (%s)", folder, reason.replace("_", " "))
+            return False
+        return True
 
     def _link_problem(self, folder: Path) -> str | None:
         """Why symlinked ``folder`` must not be followed: it points at the root or above
@@ -234,8 +235,8 @@ class ImageFolder:
                 subdirs[:] = []
                 continue
             seen.add(real)
-            subdirs[:] = [d.name for d in self._visible_dirs(here, skipped)
-                          if d.name in subdirs]
+            # os.walk listed this folder already: decide on its sub-folders, no re-listing
+            subdirs[:] = [name for name in sorted(subdirs) if self._follow(here / name, skipped)]
             for name in sorted(files):
                 if is_hidden(name):
                     _count(skipped, hidden_reason(name))
