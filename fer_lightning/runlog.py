@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import logging
 
+log = logging.getLogger(__name__)
+
 #: Libraries whose log records should reach the run's handlers (console and train.log).
 LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "torchmetrics")
+#: Start of the line :func:`log_crash` writes; ``report`` reads a crashed run's error from it.
+CRASH_PREFIX = "Crashed with "
 #: Starts of library messages that read like problems but say nothing about the run.
 NOISE = (
     "💡 Tip:",  # Lightning's advertisement for its hosted logger, on every Trainer
@@ -55,3 +59,16 @@ def configure_run_logging() -> None:
         wanted = ConsoleFilter if _is_console(handler) else DropNoise
         if not any(type(existing) is wanted for existing in handler.filters):
             handler.addFilter(wanted())
+
+
+def log_crash(error: BaseException, traceback: bool = True) -> None:
+    """Write an exception that ends the run into the run's log file (``train.log``): one
+    ``Crashed with <Type>: <first line of the message>`` line and the traceback. Hydra
+    prints an uncaught exception on stderr only, so without this a crashed run's folder
+    would not say why it stopped. Console handlers skip the record (Hydra, or the entry
+    point for a config or dataset error, prints it); ``traceback=False`` writes the line
+    alone (errors whose message says everything)."""
+    message = str(error).strip().splitlines()
+    summary = f"{type(error).__name__}: {message[0]}" if message else type(error).__name__
+    log.error("%s%s", CRASH_PREFIX, summary, exc_info=error if traceback else None,
+              extra={"console": False})

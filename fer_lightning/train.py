@@ -54,7 +54,7 @@ from fer_lightning.resume import (
     resolve_ckpt_path,
     source_run,
 )
-from fer_lightning.runlog import configure_run_logging
+from fer_lightning.runlog import configure_run_logging, log_crash
 
 log = logging.getLogger(__name__)
 
@@ -320,8 +320,12 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return optimized_value(cfg, train(cfg))
     except (ConfigError, DatasetError) as error:
+        log_crash(error, traceback=False)
         remove_unused_run_dir(Path(HydraConfig.get().runtime.output_dir).resolve(),
                               Path(cfg.paths.log_dir).resolve())
         raise user_error_exit(error) from None
     except SIGTERMException:
         raise SystemExit(128 + signal.SIGTERM) from None
+    except (Exception, KeyboardInterrupt) as error:
+        log_crash(error)  # train.log says why the run stopped; Hydra prints the traceback
+        raise
