@@ -1,12 +1,13 @@
 """Statistics of the report, all from scipy.stats (docs/reporting.md, "Statistics").
 
 - Cell: mean, sample standard deviation and a Student-t 95 % interval of the mean over
-  seeds (none for a single seed).
+  seeds (none for a single seed), clipped to the metric's range [0, 1].
 - Effect: paired differences b - a (runs matched on every other axis and on seed); the
   95 % interval is the paired t interval (``ttest_rel(...).confidence_interval``) for any
   number of pairs. From 10 pairs on a BCa bootstrap interval of the mean difference is
-  given beside it as a check that does not assume normal differences. p-values: paired t
-  and Wilcoxon signed-rank.
+  given beside it as a check that does not assume normal differences. Both are clipped to
+  the range of a difference of two proportions, [-1, 1]. p-values: paired t and Wilcoxon
+  signed-rank.
 - Power: how many pairs a paired two-sided t-test at alpha 0.05 needs to detect a given
   difference with 80 % power at the observed standard deviation of the differences
   (noncentral t, ``scipy.stats.nct``).
@@ -29,15 +30,26 @@ POWER = 0.80
 BOOTSTRAP_MIN_PAIRS = 10
 BOOTSTRAP_RESAMPLES = 9999
 MAX_PAIRS = 1_000_000
+#: The range of a metric (every metric of the report is a proportion) and of a difference
+#: of two: intervals are clipped to them. The true value lies inside, so clipping never
+#: changes whether an interval covers it (the coverage stays 95 %).
+PROPORTION = (0.0, 1.0)
+DIFFERENCE = (-1.0, 1.0)
 
 
 def _float(value: Any) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def summarize(values: Sequence[float]) -> dict[str, float | None]:
-    """``mean``, ``std`` (ddof 1) and the t interval ``ci_low`` / ``ci_high`` of the mean;
-    std and interval are None for a single value."""
+def clip(low: float, high: float, bounds: tuple[float, float]) -> tuple[float, float]:
+    """The interval [low, high] intersected with ``bounds``."""
+    return max(low, bounds[0]), min(high, bounds[1])
+
+
+def summarize(values: Sequence[float], bounds: tuple[float, float] = PROPORTION
+              ) -> dict[str, float | None]:
+    """``mean``, ``std`` (ddof 1) and the t interval ``ci_low`` / ``ci_high`` of the mean,
+    clipped to ``bounds``; std and interval are None for a single value."""
     data = np.asarray(values, dtype=float)
     mean = float(data.mean())
     if len(data) < 2:
@@ -47,7 +59,8 @@ def summarize(values: Sequence[float]) -> dict[str, float | None]:
         return {"mean": mean, "std": 0.0, "ci_low": mean, "ci_high": mean}
     low, high = stats.t.interval(CONFIDENCE, len(data) - 1, loc=mean,
                                  scale=std / math.sqrt(len(data)))
-    return {"mean": mean, "std": std, "ci_low": float(low), "ci_high": float(high)}
+    low, high = clip(float(low), float(high), bounds)
+    return {"mean": mean, "std": std, "ci_low": low, "ci_high": high}
 
 
 def paired_power(n_pairs: int, sd: float, difference: float) -> float:
@@ -82,7 +95,7 @@ def pairs_needed(sd: float | None, difference: float) -> int | None:
     return high
 
 
-def _bootstrap_interval(diffs: np.ndarray) -> list[float] | None:
+def _bootstrap_interval(diffs: np.ndarray, bounds: tuple[float, float]) -> list[float] | None:
     if len(diffs) < BOOTSTRAP_MIN_PAIRS or np.ptp(diffs) == 0:
         return None
     with warnings.catch_warnings():
@@ -91,7 +104,9 @@ def _bootstrap_interval(diffs: np.ndarray) -> list[float] | None:
                                  n_resamples=BOOTSTRAP_RESAMPLES, method="BCa",
                                  rng=np.random.default_rng(0))
     low, high = result.confidence_interval
-    return [_float(low), _float(high)] if math.isfinite(low) and math.isfinite(high) else None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    return list(clip(float(low), float(high), bounds))
 
 
 def _wilcoxon_p(diffs: np.ndarray) -> float | None:
@@ -102,10 +117,11 @@ def _wilcoxon_p(diffs: np.ndarray) -> float | None:
         return _float(stats.wilcoxon(diffs).pvalue)
 
 
-def paired_effect(a: Sequence[float], b: Sequence[float],
-                  difference: float | None = None) -> dict[str, Any]:
+def paired_effect(a: Sequence[float], b: Sequence[float], difference: float | None = None,
+                  bounds: tuple[float, float] = DIFFERENCE) -> dict[str, Any]:
     """Paired difference b - a: ``n_pairs``, ``diff_mean``, ``sd``, t interval
-    ``ci_low`` / ``ci_high`` (None for one pair), ``bootstrap_ci`` (from 10 pairs),
+    ``ci_low`` / ``ci_high`` (None for one pair; both intervals clipped to ``bounds``),
+    ``bootstrap_ci`` (from 10 pairs),
     ``p_ttest``, ``p_wilcoxon``, ``wins`` / ``ties`` (pairs where b is above / equal to a)
     and ``pairs_needed`` to detect ``difference`` at this spread. Without ``difference``
     only the mean and the t interval are computed (per-class and conditional effects)."""
@@ -126,11 +142,12 @@ def paired_effect(a: Sequence[float], b: Sequence[float],
         effect["ci_low"] = effect["ci_high"] = mean
     else:
         test = stats.ttest_rel(b_values, a_values)
-        low, high = test.confidence_interval(CONFIDENCE)
-        effect.update(ci_low=float(low), ci_high=float(high), p_ttest=_float(test.pvalue))
+        low, high = clip(*map(float, test.confidence_interval(CONFIDENCE)), bounds)
+        effect.update(ci_low=low, ci_high=high, p_ttest=_float(test.pvalue))
     if difference is None:
         return effect
     effect["pairs_needed"] = pairs_needed(sd, difference)
     if sd > 0:
-        effect.update(p_wilcoxon=_wilcoxon_p(diffs), bootstrap_ci=_bootstrap_interval(diffs))
+        effect.update(p_wilcoxon=_wilcoxon_p(diffs),
+                      bootstrap_ci=_bootstrap_interval(diffs, bounds))
     return effect
