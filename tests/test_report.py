@@ -279,7 +279,11 @@ def test_report_folder_holds_markdown_csv_json_and_plots(grid, tmp_path, capsys)
     markdown = (out / "report.md").read_text()
     assert "- landmarks=groundtruth vs none: +3.1 points acc [" in markdown
     assert "head=gap vs fc: +0.9 points acc" in markdown  # --baseline head=fc
-    assert "| happy | +13.1 * |" in markdown
+    # per-class deltas carry their intervals: happy gains 13.1 points with the landmark
+    # effect's spread (the same paired differences plus 10 points)
+    diffs = [0.131 + LANDMARK_GAIN[s] for s in SEEDS] * 2
+    half = 100 * stats.t.ppf(0.975, 5) * np.std(diffs, ddof=1) / math.sqrt(6)
+    assert f"| happy | +13.1 [{13.1 - half:+.1f}, {13.1 + half:+.1f}] * |" in markdown
     for plot in ("effects", "cells", "curves", "per_class"):
         assert (out / f"block1-{plot}.png").stat().st_size > 1000
         assert f"block1-{plot}.png" in markdown
@@ -321,3 +325,334 @@ def test_ablation_benchmark_writes_the_readme_section(grid, tmp_path, monkeypatc
     text = readme.read_text()
     assert text.startswith("intro\n<!-- ablation-report:begin (filled by") and "old" not in text
     assert text.endswith(f"{ablation.END}\nrest\n") and section in text
+
+
+# ----------------------------------------------------------- unusable run folders --
+
+def strict_json(text: str):
+    """json.loads that refuses NaN / Infinity tokens (as strict JSON parsers do)."""
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def edit_results(run, edit):
+    """Rewrite a run's results.json through ``edit(content) -> new content``."""
+    path = run / "results.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+
+
+def test_unusable_runs_are_listed_with_their_reason_and_the_rest_reported(tmp_path):
+    make_run(tmp_path / "ok1", {}, 1, test=0.6)
+    make_run(tmp_path / "ok2", {}, 2, test=0.62)
+
+    def without_f1(content):
+        del content["test"]["metrics"]["macro_f1"]
+        return content
+
+    edit_results(make_run(tmp_path / "no_f1", {}, 3, test=0.6), without_f1)
+    edit_results(make_run(tmp_path / "a_list", {}, 4, test=0.6), lambda content: [content])
+    edit_results(make_run(tmp_path / "a_string", {}, 5, test=0.6), lambda content: "done")
+    (make_run(tmp_path / "not_json", {}, 6, test=0.6) / "results.json").write_text('{"test":')
+    for name, value in (("nan", math.nan), ("inf", math.inf), ("above_one", 1.7)):
+        def set_acc(content, value=value):
+            content["test"]["metrics"]["acc"] = value
+            return content
+        edit_results(make_run(tmp_path / name, {}, 7, test=0.6), set_acc)
+
+    def negative_class(content):
+        content["val"]["per_class_acc"]["fear"] = -0.1
+        return content
+
+    edit_results(make_run(tmp_path / "bad_class", {}, 8, test=0.6), negative_class)
+    bad_config = make_run(tmp_path / "bad_config", {}, 9, test=0.6)
+    (bad_config / "config.yaml").write_text("model:\n  name: mini_xception\n bad: [1\n")
+    bad_hydra = make_run(tmp_path / "bad_hydra", {}, 10, test=0.6)
+    (bad_hydra / ".hydra" / "hydra.yaml").write_text("hydra: {runtime: [}\n")
+    (make_run(tmp_path / "list_config", {}, 11, test=0.6) / "config.yaml").write_text("- 1\n")
+    odd = make_run(tmp_path / "odd_trainer", {}, 12, test=None, results=False)
+    (odd / "config.yaml").write_text("trainer: 5\nseed: 12\n")
+    (odd / "train.log").write_text("[INFO] Detected KeyboardInterrupt, attempting graceful "
+                                   "shutdown ...\n")
+    (odd / "csv" / "metrics.csv").write_text("epoch,train/acc\nabc,0.5\n1,0.5\n")
+
+    report = build_report([tmp_path])
+    why = {os.path.basename(item["path"]): item["why"] for item in report["incomplete"]}
+    assert why == {
+        "no_f1": "results.json test.metrics has no 'macro_f1' (it has acc, mean_class_acc)",
+        "a_list": "results.json holds a list, expected an object with val / test metrics",
+        "a_string": "results.json holds a string, expected an object with val / test metrics",
+        "not_json": "results.json is not valid JSON (Expecting value: line 1 column 9 "
+                    "(char 8))",
+        "nan": "results.json test.metrics.acc is nan, expected a finite number in [0, 1]",
+        "inf": "results.json test.metrics.acc is inf, expected a finite number in [0, 1]",
+        "above_one": "results.json test.metrics.acc is 1.7, outside [0, 1]",
+        "bad_class": "results.json val.per_class_acc.fear is -0.1, outside [0, 1]",
+        "bad_config": "config.yaml is not valid YAML (expected <block end>, but found '<block "
+                      "mapping start>' at line 3, column 2)",
+        "bad_hydra": ".hydra/hydra.yaml is not valid YAML (expected the node content, but "
+                     "found '}' at line 1, column 19)",
+        "list_config": "config.yaml holds a list, expected a mapping of settings",
+        "odd_trainer": "interrupted by Ctrl-C (2 of None epochs logged): [INFO] Detected "
+                       "KeyboardInterrupt, attempting graceful shutdown ...",
+    }
+    [block] = report["blocks"]
+    assert block["n_runs"] == 2 and block["cells"][0]["metrics"]["test/acc"]["mean"] == \
+        pytest.approx(0.61)
+    assert report["n_runs_found"] == 14
+    for cell in block["cells"]:
+        assert "nan" not in json.dumps(cell)
+
+
+def test_report_json_is_strict_json_with_null_for_undefined_values(tmp_path, capsys):
+    for seed, decay in ((1, 0.0), (2, 0.0), (3, math.nan)):
+        run = make_run(tmp_path / f"r{seed}", {"optimizer.weight_decay": 0.0}, seed, test=0.6,
+                       curve=[0.3, 0.5])
+        config = (run / "config.yaml").read_text()
+        if math.isnan(decay):  # a hand-edited config, NaN as YAML writes it
+            (run / "config.yaml").write_text(config.replace("weight_decay: 0.0",
+                                                            "weight_decay: .nan"))
+        metrics = run / "csv" / "metrics.csv"
+        metrics.write_text(metrics.read_text().replace("0,0,0.5,0.3", "0,0,0.5,nan"))
+    assert main(["--format", "json", "--out", str(tmp_path / "out"), "--no-plots",
+                 str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    report = strict_json(printed)
+    assert strict_json((tmp_path / "out" / "report.json").read_text()) == report
+    [block] = report["blocks"]
+    assert block["axes"] == ["optimizer.weight_decay"]
+    assert block["axis_details"][0]["values"] == [0.0, None]  # NaN: undefined -> null
+    curve = block["cells"][0]["curve"]
+    assert curve["epochs"] == [1] and curve["n"] == [2]  # the NaN epoch is not a point
+    single = [cell for cell in block["cells"] if cell["n"] == 1][0]["metrics"]["test/acc"]
+    assert single == {"mean": 0.6, "std": None, "ci_low": None, "ci_high": None}
+
+
+def test_intervals_of_proportions_stay_in_their_range(tmp_path):
+    # near 100 % and near 0 %: the t interval of the mean would leave [0, 1]
+    for seed, (high, low) in zip(SEEDS, [(1.0, 0.0), (0.98, 0.02), (0.9, 0.1)], strict=True):
+        make_run(tmp_path / f"high{seed}", {"loss": "ce"}, seed, test=high, val=high,
+                 per_class={"happy": [0.0, 1.0, 0.0][seed - 1]})
+        make_run(tmp_path / f"low{seed}", {"loss": "focal"}, seed, test=low, val=low,
+                 per_class={"happy": [1.0, 0.0, 1.0][seed - 1]})
+    report = build_report([tmp_path])
+    assert report["incomplete"] == []
+    [block] = report["blocks"]
+    for cell, values in zip(block["cells"], ([1.0, 0.98, 0.9], [0.0, 0.02, 0.1]), strict=True):
+        summary = cell["metrics"]["test/acc"]
+        half = stats.t.ppf(0.975, 2) * np.std(values, ddof=1) / math.sqrt(3)
+        assert 0.0 <= summary["ci_low"] <= summary["ci_high"] <= 1.0
+        if values[0] == 1.0:
+            assert summary["ci_high"] == 1.0
+            assert summary["ci_low"] == pytest.approx(np.mean(values) - half, abs=1e-12)
+        else:
+            assert summary["ci_low"] == 0.0
+            assert summary["ci_high"] == pytest.approx(np.mean(values) + half, abs=1e-12)
+    loss = effect_of(block, "loss")
+    happy = loss["per_class"]["happy"]  # differences +1, -1, +1: t interval [-2.5, +3.2]
+    assert happy["diff_mean"] == pytest.approx(1 / 3)
+    assert (happy["ci_low"], happy["ci_high"]) == (-1.0, 1.0)
+    assert -1.0 <= loss["ci_low"] <= loss["ci_high"] <= 1.0
+
+
+def test_crashed_training_writes_its_error_to_train_log_and_the_report_shows_it(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "fer_lightning", "data.source.train_size=32",
+         "data.source.val_size=16", "data.source.test_size=16", "trainer=cpu",
+         "trainer.max_epochs=2", "callbacks.progress_bar=null", "callbacks.model_summary=null",
+         "+callbacks.crash._target_=tests.fixtures_runs.CrashAfterFirstEpoch"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "RuntimeError: injected crash after epoch 0" in done.stderr  # Hydra's report
+    assert "Crashed with" not in done.stdout + done.stderr  # the log line is for train.log
+    [run] = (tmp_path / "logs" / "train" / "runs").iterdir()
+    log = (run / "train.log").read_text()
+    assert "[ERROR] - Crashed with RuntimeError: injected crash after epoch 0\n" \
+           "Traceback (most recent call last):" in log
+    assert log.rstrip().endswith("RuntimeError: injected crash after epoch 0")
+    [item] = build_report([tmp_path / "logs"])["incomplete"]
+    assert item == {"path": str(run.resolve()), "why": "crashed (0 of 2 epochs logged): "
+                    "RuntimeError: injected crash after epoch 0"}
+
+
+# ------------------------------------------------- output folders of other commands --
+
+def test_eval_predict_export_folders_are_counted_not_listed(tmp_path, capsys):
+    from tests.fixtures_runs import make_command_folder
+
+    logs = tmp_path / "logs"
+    for seed in (1, 2):
+        make_run(logs / "train" / "runs" / f"t{seed}", {}, seed, test=0.6 + seed / 100)
+    ckpt = logs / "train" / "runs" / "t1" / "checkpoints" / "best-epoch001.ckpt"
+    make_command_folder(logs / "eval" / "runs" / "e1", "eval", ckpt)
+    make_command_folder(logs / "predict" / "runs" / "p1", "predict", ckpt)
+    make_command_folder(logs / "export" / "runs" / "x1", "export", ckpt)
+    # eval's results.json copied out alone, and an export folder whose Hydra record is
+    # damaged (its export.log still names the command)
+    copied = logs / "copied"
+    copied.mkdir()
+    (copied / "results.json").write_text((logs / "eval/runs/e1/results.json").read_text())
+    damaged = make_command_folder(logs / "export" / "runs" / "x2", "export", ckpt)
+    (damaged / ".hydra" / "hydra.yaml").write_text("hydra: [\n")
+    report = build_report([logs])
+    assert report["incomplete"] == []
+    assert report["other_outputs"] == {"eval": 2, "export": 2, "predict": 1}
+    assert report["n_runs_found"] == 2 and report["blocks"][0]["n_runs"] == 2
+    assert main([str(logs), "--no-plots"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    line = "5 output folders of other commands left out (eval 2, export 2, predict 1)"
+    assert line in printed
+    assert not any(row.strip().startswith("left out (") for row in printed)  # no table
+    markdown = (logs / "report" / "report.md").read_text()
+    assert f"0 left out (see the end); {line}." in markdown
+    rows = list(csv.DictReader((logs / "report" / "runs.csv").open()))
+    assert [row["status"] for row in rows] == ["compared", "compared"]
+    with pytest.raises(ReportError, match=r"^no training runs under .*/logs/eval, only output "
+                       r"folders of other commands \(eval 1\)"):
+        build_report([logs / "eval"])
+
+
+# --------------------------------------------------------- degenerate cells, pairs --
+
+def one_class_matrix(column: int, per_class: int = 10) -> list[list[int]]:
+    """A 7-class confusion matrix of a run that predicts class ``column`` for every face."""
+    return [[per_class if c == column else 0 for c in range(7)] for _ in range(7)]
+
+
+def test_cells_at_chance_and_one_class_runs_are_flagged_in_the_verdict(tmp_path):
+    # 6 runs at chance: 70 test faces, every run predicts one class (1/7 = 14.3 % acc)
+    for seed in SEEDS:
+        make_run(tmp_path / f"ce{seed}", {"loss": "ce"}, seed, test=1 / 7, mean_class=1 / 7,
+                 confusion=one_class_matrix(6))
+        make_run(tmp_path / f"focal{seed}", {"loss": "focal"}, seed,
+                 test=[0.15, 0.13, 0.16][seed - 1], mean_class=0.15,
+                 confusion=one_class_matrix(3) if seed == 1 else None)
+    [block] = build_report([tmp_path])["blocks"]
+    ce, focal = block["cells"]
+    assert ce["chance"] == pytest.approx(1 / 7)
+    assert ce["at_chance"] == ["acc", "mean_class_acc"]
+    assert focal["at_chance"] == ["acc", "mean_class_acc"]  # within its seed interval
+    assert [item["class"] for item in ce["one_class_runs"]] == ["neutral"] * 3
+    assert focal["one_class_runs"] == [{"path": str((tmp_path / "focal1").resolve()),
+                                        "class": "happy"}]
+    assert block["warnings"] == [
+        "cell loss=ce: at chance, test acc 14.3 % [14.3, 14.3] vs 1/7 = 14.3 %",
+        "cell loss=ce: at chance, test mean-class acc 14.3 % [14.3, 14.3] vs 1/7 = 14.3 %",
+        "cell loss=ce: 3 of 3 runs predict one class for every test face (neutral)",
+        "cell loss=focal: at chance, test acc 14.7 % [10.9, 18.5] vs 1/7 = 14.3 %",
+        "cell loss=focal: at chance, test mean-class acc 15.0 % [15.0, 15.0] vs 1/7 = 14.3 %",
+        "cell loss=focal: 1 of 3 runs predict one class for every test face (happy)",
+    ]
+    loss = effect_of(block, "loss")
+    assert loss["seeds_needed"] is None
+    assert loss["verdict"].endswith(
+        "3 pairs: no detectable difference; no seeds estimate (a compared cell learned "
+        "nothing); caution: 2 of its 2 cells at chance (loss=ce; loss=focal); 2 of its 2 "
+        "cells with runs that predict one class (loss=ce; loss=focal)")
+
+
+def test_chance_is_judged_on_the_test_set_size_for_a_single_seed(tmp_path):
+    # one seed each, 686 faces: 16 % is 1.3 binomial standard errors (1.34 points) from
+    # 1/7, at chance; 60 % is far from it
+    spread = [[20 if c == r else 13 for c in range(7)] for r in range(7)]
+    make_run(tmp_path / "a", {"loss": "ce"}, 1, test=0.16, mean_class=0.16, confusion=spread)
+    make_run(tmp_path / "b", {"loss": "focal"}, 1, test=0.6, mean_class=0.6, confusion=spread)
+    [block] = build_report([tmp_path])["blocks"]
+    assert [cell["at_chance"] for cell in block["cells"]] == [["acc", "mean_class_acc"], []]
+    loss = effect_of(block, "loss")
+    assert loss["verdict"] == ("loss=focal vs ce: +44.0 points acc, 1 pair: no interval (run "
+                               "more seeds); no seeds estimate (a compared cell learned "
+                               "nothing); caution: only 1 pair (fewer than 3); 1 of its 2 "
+                               "cells at chance (loss=ce)")
+
+
+def test_effects_with_fewer_than_three_pairs_are_flagged(tmp_path):
+    for seed, (ce, focal) in zip((1, 2), [(0.60, 0.63), (0.61, 0.65)], strict=True):
+        make_run(tmp_path / f"ce{seed}", {"loss": "ce"}, seed, test=ce)
+        make_run(tmp_path / f"focal{seed}", {"loss": "focal"}, seed, test=focal)
+    [block] = build_report([tmp_path])["blocks"]
+    loss = effect_of(block, "loss")
+    assert loss["n_pairs"] == 2 and loss["cautions"] == ["only 2 pairs (fewer than 3)"]
+    assert loss["verdict"].endswith("; caution: only 2 pairs (fewer than 3)")
+    assert block["warnings"] == []
+
+
+def test_a_key_that_changes_with_a_combination_of_axes_is_named_as_a_confound(tmp_path):
+    # landmarks x head, but optimizer.lr is 0.01 in the (groundtruth, fc) cell only
+    for seed in SEEDS:
+        for landmarks in ("none", "groundtruth"):
+            for head in ("gap", "fc"):
+                overrides = {"landmarks": landmarks, "head": head}
+                if (landmarks, head) == ("groundtruth", "fc"):
+                    overrides["optimizer.lr"] = 0.01
+                make_run(tmp_path / f"{landmarks}-{head}-{seed}", overrides, seed,
+                         test=grid_acc(landmarks, head, seed))
+    [block] = build_report([tmp_path])["blocks"]
+    assert block["axes"] == ["landmarks", "head"]
+    for axis in ("landmarks", "head"):
+        effect = effect_of(block, axis)
+        assert effect["confounds"] == [{"key": "optimizer.lr", "pairs": 3}]
+        assert effect["verdict"].endswith(
+            "; caution: confounded: optimizer.lr also differs in 3 of 6 pairs")
+        assert effect_of(block, axis, "test/macro_f1")["confounds"] == effect["confounds"]
+
+
+def test_factorial_grid_and_keys_set_by_the_axis_are_no_confounds(grid_report):
+    [block] = grid_report["blocks"]
+    for effect in block["effects"]:
+        assert effect["confounds"] == [] and effect["cautions"] == []
+        assert "caution" not in effect["verdict"]
+    assert block["warnings"] == []
+    assert all(cell["at_chance"] == [] for cell in block["cells"])
+
+
+def test_per_class_heatmap_shows_each_delta_with_its_interval(grid_report, tmp_path,
+                                                              monkeypatch):
+    import matplotlib.axes
+
+    from fer_lightning.report import plots
+
+    drawn = []
+    original = matplotlib.axes.Axes.text
+
+    def record(self, x, y, text, *args, **kwargs):
+        drawn.append(text)
+        return original(self, x, y, text, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "text", record)
+    [block] = grid_report["blocks"]
+    assert plots.plot_per_class(block, tmp_path / "heat.png").stat().st_size > 1000
+    happy = effect_of(block, "landmarks")["per_class"]["happy"]
+    expected = f"+13.1 *\n[{100 * happy['ci_low']:+.1f}, {100 * happy['ci_high']:+.1f}]"
+    assert expected in drawn
+    assert len(drawn) == len(CLASSES) * len([e for e in block["effects"]
+                                             if e["metric"] == "test/acc"])
+
+
+# --------------------------------------------------------------- printed output --
+
+def test_tables_and_paths_are_printed_whole_outside_a_terminal(tmp_path, capsys):
+    root = tmp_path / ("a-folder-name-long-enough-to-pass-eighty-columns-" * 2)
+    for seed in SEEDS:
+        for head, acc in (("gap", 0.6), ("fc", 0.62)):
+            make_run(root / f"{head}-{seed}", {"head": head}, seed, test=acc + seed / 1000)
+    stopped = make_run(root / "stopped-run", {"head": "gap"}, 9, test=None, results=False)
+    (stopped / "train.log").write_text("RuntimeError: a crash whose message is long enough "
+                                       "to pass the eighty columns of a terminal by far\n")
+    out = root / "report-folder-with-a-long-name"
+    assert main([str(root), "--no-plots", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"report: {out / 'report.md'}" in lines  # the path on one line
+    [row] = [line for line in lines if str(stopped) in line]
+    assert "crashed (2 of 10 epochs logged): RuntimeError: a crash whose message is long " \
+           "enough to pass the eighty columns of a terminal by far" in row
+    assert any(line.startswith("  head=fc vs gap: +2.0 points acc [") and len(line) > 80
+               for line in lines)
+    assert not any("…" in line for line in lines)

@@ -1,5 +1,6 @@
 """Assemble the report: blocks of cells, paired effects per axis, per-class deltas and
-validation curves, in the JSON shape of docs/reporting.md ("report.json")."""
+validation curves, with the warnings of ``flags`` (cells at chance, one-class runs, few
+pairs, confounds), in the JSON shape of docs/reporting.md ("report.json")."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from fer_lightning.report import flags
 from fer_lightning.report.axes import Axis, canonical, constant_settings, find_axes, split_blocks
-from fer_lightning.report.discover import Run, discover, read_curve
+from fer_lightning.report.discover import METRICS, SPLITS, Run, discover, read_curve
 from fer_lightning.report.stats import paired_effect, summarize
 
-METRICS = ("acc", "mean_class_acc", "macro_f1")
+__all__ = ["METRICS", "METRIC_LABELS", "SPLITS", "Options", "build_report", "build_block"]
+
 METRIC_LABELS = {"acc": "acc", "mean_class_acc": "mean-class acc", "macro_f1": "macro-F1"}
-SPLITS = ("test", "val")
 #: results.json fields copied into each run's entry (and runs.csv row).
 RUN_FIELDS = ("num_parameters", "wall_time_s", "epochs", "global_step", "package_version",
               "git_commit", "started_at", "finished_at")
@@ -40,23 +42,31 @@ def points(fraction: float) -> float:
 
 
 def verdict(axis: str, a: Any, b: Any, metric: str, effect: dict[str, Any],
-            effect_points: float) -> str:
+            effect_points: float, cautions: list[str] | None = None,
+            estimate_seeds: bool = True) -> str:
     """One line: the difference with its interval and pairs, "no detectable difference"
-    when the interval covers 0, and the seeds a given effect would need at this spread."""
+    when the interval covers 0, the seeds a given effect would need at this spread
+    (unless ``estimate_seeds`` is false: a compared cell learned nothing), then the
+    ``cautions`` (few pairs, cells at chance, confounds)."""
     label = METRIC_LABELS.get(metric.split("/")[-1], metric)
     head = f"{axis}={b} vs {a}: {points(effect['diff_mean']):+.1f} points {label}"
     if effect["ci_low"] is None:
-        return f"{head}, 1 pair: no interval (run more seeds)"
-    low, high = points(effect["ci_low"]), points(effect["ci_high"])
-    text = f"{head} [{low:+.1f}, {high:+.1f}], {effect['n_pairs']} pairs"
-    if effect["ci_low"] <= 0 <= effect["ci_high"]:
-        text += ": no detectable difference"
+        text = f"{head}, 1 pair: no interval (run more seeds)"
+    else:
+        low, high = points(effect["ci_low"]), points(effect["ci_high"])
+        text = f"{head} [{low:+.1f}, {high:+.1f}], {effect['n_pairs']} pairs"
+        if effect["ci_low"] <= 0 <= effect["ci_high"]:
+            text += ": no detectable difference"
     size = f"{effect_points:g} point" + ("" if effect_points == 1 else "s")
-    if effect.get("seeds_needed"):
+    if not estimate_seeds:
+        text += "; no seeds estimate (a compared cell learned nothing)"
+    elif effect.get("seeds_needed"):
         text += (f"; detecting {size} needs {effect['seeds_needed']} seeds "
                  f"({effect['pairs_needed']} pairs) at this spread")
     elif effect.get("sd") is not None and effect.get("pairs_needed") is None:
         text += f"; detecting {size} is out of reach at this spread"
+    if cautions:
+        text += "; caution: " + "; ".join(cautions)
     return text
 
 
@@ -100,8 +110,10 @@ def _value_position(axis: Axis, value: Any) -> int:
 
 
 def _cells(axes: list[Axis], runs: list[Run], values: list[dict[str, Any]], split: str,
-           metric: str) -> list[dict[str, Any]]:
-    """One entry per combination of axis values that has runs, in axis value order."""
+           metric: str, class_names: list[str]
+           ) -> tuple[list[dict[str, Any]], list[list[int]]]:
+    """One entry per combination of axis values that has runs, in axis value order, with
+    whether it is degenerate (at chance, one-class runs); and the indices of its runs."""
     members: dict[str, list[int]] = defaultdict(list)
     for index, run_values in enumerate(values):
         members[canonical(run_values)].append(index)
@@ -113,12 +125,15 @@ def _cells(axes: list[Axis], runs: list[Run], values: list[dict[str, Any]], spli
         cell_runs = sorted((runs[i] for i in indices), key=lambda run: seed_order(run.seed))
         metrics = [_run_metrics(run, split) for run in cell_runs]
         classes = [_per_class(run, split) for run in cell_runs]
+        summaries = {name: summarize([m[name] for m in metrics]) for name in METRICS}
         cells.append({
             "axes": cell_axes,
             "n": len(cell_runs),
             "seeds": [run.seed for run in cell_runs],
-            "metrics": {f"{split}/{name}": summarize([m[name] for m in metrics])
-                        for name in METRICS},
+            "metrics": {f"{split}/{name}": summaries[name] for name in METRICS},
+            "chance": 1.0 / len(class_names) if class_names else None,
+            "at_chance": flags.at_chance(summaries, cell_runs, split, len(class_names)),
+            "one_class_runs": flags.one_class_runs(cell_runs, split, class_names),
             "per_class_acc": {name: float(np.mean([c[name] for c in classes if name in c]))
                               for name in classes[0]},
             "num_parameters": _common([run.results.get("num_parameters") for run in cell_runs]),
@@ -127,7 +142,7 @@ def _cells(axes: list[Axis], runs: list[Run], values: list[dict[str, Any]], spli
             "runs": [str(run.path) for run in cell_runs],
             "curve": _curve(cell_runs, f"val/{metric}"),
         })
-    return cells
+    return cells, order
 
 
 def seed_order(seed: Any) -> tuple:
@@ -183,12 +198,15 @@ def _pairs(axis: Axis, a: Any, b: Any, axes: list[Axis], runs: list[Run],
 
 
 def _effects(axes: list[Axis], runs: list[Run], values: list[dict[str, Any]], split: str,
-             options: Options, notes: list[str]) -> list[dict[str, Any]]:
+             options: Options, notes: list[str], cells: list[dict[str, Any]],
+             members: list[list[int]]) -> list[dict[str, Any]]:
     """Paired effect of every non-baseline value of every axis against its baseline, for
-    each metric; with per-class deltas and the effect within each other axis value."""
+    each metric; with per-class deltas, the effect within each other axis value, the keys
+    confounded with it and the cautions of its verdict."""
     difference = options.effect_points / 100.0
     metrics = [_run_metrics(run, split) for run in runs]
     classes = [_per_class(run, split) for run in runs]
+    keys = flags.treatment_keys(runs, options.ignore)
     effects = []
     for axis in axes:
         unpaired = []
@@ -199,15 +217,21 @@ def _effects(axes: list[Axis], runs: list[Run], values: list[dict[str, Any]], sp
                 unpaired.append(b)
                 continue
             strata = len({stratum for _, _, stratum in pairs})
+            compared = _compared_cells(pairs, cells, members)
+            confounds = flags.confounds(axis.name, pairs, values, keys)
+            degenerate = flags.is_degenerate(compared)
             for name in METRICS:
                 effect = paired_effect([metrics[i][name] for i, _, _ in pairs],
                                        [metrics[j][name] for _, j, _ in pairs], difference)
                 needed = effect["pairs_needed"]
-                effect["seeds_needed"] = math.ceil(needed / strata) if needed else None
+                effect["seeds_needed"] = math.ceil(needed / strata) if needed and \
+                    not degenerate else None
                 entry = {"axis": axis.name, "a": a, "b": b, "metric": f"{split}/{name}",
-                         **effect, "strata": strata}
+                         **effect, "strata": strata, "confounds": confounds}
+                entry["cautions"] = flags.effect_cautions(entry, compared)
                 entry["verdict"] = verdict(axis.name, a, b, entry["metric"], effect,
-                                           options.effect_points)
+                                           options.effect_points, entry["cautions"],
+                                           estimate_seeds=not degenerate)
                 if name == options.metric:
                     entry["per_class"] = _class_deltas(pairs, classes)
                     entry["by"] = _conditional(axis, pairs, axes, values, metrics, name)
@@ -218,6 +242,14 @@ def _effects(axes: list[Axis], runs: list[Run], values: list[dict[str, Any]], sp
             notes.append(f"{axis.name}={shown} vs {axis.baseline}: no runs that differ only "
                          f"in {axis.name} (same other axes and seed), so no paired effect")
     return effects
+
+
+def _compared_cells(pairs: list[tuple[int, int, str]], cells: list[dict[str, Any]],
+                    members: list[list[int]]) -> list[dict[str, Any]]:
+    """The cells an effect's pairs come from (``members``: each cell's run indices)."""
+    paired = {index for i, j, _ in pairs for index in (i, j)}
+    return [cell for cell, indices in zip(cells, members, strict=True)
+            if paired.intersection(indices)]
 
 
 def _class_deltas(pairs: list[tuple[int, int, str]], classes: list[dict[str, float]]
@@ -276,6 +308,11 @@ def build_block(identity: dict[str, Any], runs: list[Run], options: Options
     unknown = sorted(set(options.baselines) - {axis.name for axis in axes})
     if unknown:
         notes.append(f"--baseline for {', '.join(unknown)}: not an axis of this block")
+    class_names = list(runs[0].results.get("class_names") or [])
+    cells, members = _cells(axes, runs, values, split, options.metric, class_names)
+    warnings = [line for cell in cells for line in flags.cell_warnings(
+        cell, split, len(class_names))]
+    effects = _effects(axes, runs, values, split, options, notes, cells, members)
     block = {
         "fixed": {**identity, **constant_settings(runs, axes)},
         "split": split,
@@ -283,10 +320,11 @@ def build_block(identity: dict[str, Any], runs: list[Run], options: Options
         "axes": [axis.name for axis in axes],
         "axis_details": [{"name": axis.name, "values": axis.values, "baseline": axis.baseline,
                           "covarying": axis.covarying} for axis in axes],
-        "class_names": list(runs[0].results.get("class_names") or []),
+        "class_names": class_names,
         "n_runs": len(runs),
-        "cells": _cells(axes, runs, values, split, options.metric),
-        "effects": _effects(axes, runs, values, split, options, notes),
+        "cells": cells,
+        "effects": effects,
+        "warnings": warnings,
         "notes": notes,
         "runs": [{"path": str(run.path), "seed": run.seed, "axes": values[index],
                   "metrics": _run_metrics(run, split), "per_class_acc": _per_class(run, split),
@@ -301,7 +339,7 @@ def build_report(paths: list[str | Path], options: Options | None = None) -> dic
     options = options or Options()
     if options.metric not in METRICS:
         raise ValueError(f"metric must be one of {list(METRICS)}, got {options.metric!r}")
-    runs = discover(paths)
+    runs, others = discover(paths)
     incomplete = [{"path": str(run.path), "why": run.why} for run in runs if run.why]
     blocks = []
     for identity, members in split_blocks([run for run in runs if run.results is not None]):
@@ -310,6 +348,7 @@ def build_report(paths: list[str | Path], options: Options | None = None) -> dic
         if block is not None:
             blocks.append(block)
     return {"paths": [str(path) for path in paths], "n_runs_found": len(runs),
+            "other_outputs": others,
             "options": {"metric": options.metric, "split": options.split,
                         "effect_points": options.effect_points, "confidence": 0.95},
             "blocks": blocks, "incomplete": incomplete}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from fer_lightning.report.build import METRIC_LABELS, METRICS, points
 
@@ -42,6 +45,13 @@ def fmt_diff(effect: dict[str, Any]) -> tuple[str, str]:
     if effect["ci_low"] is None:
         return mean, DASH
     return mean, f"[{points(effect['ci_low']):+.2f}, {points(effect['ci_high']):+.2f}]"
+
+
+def fmt_interval(low: float | None, high: float | None, digits: int = 1) -> str:
+    """``[+1.2, +3.4]`` of a difference in points, ``–`` without an interval."""
+    if low is None or high is None:
+        return DASH
+    return f"[{points(low):+.{digits}f}, {points(high):+.{digits}f}]"
 
 
 def fmt_p(value: float | None) -> str:
@@ -148,7 +158,10 @@ def _class_rows(block: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 continue
             excludes_zero = delta["ci_low"] is not None and \
                 (delta["ci_low"] > 0 or delta["ci_high"] < 0)
-            row.append(f"{points(delta['diff_mean']):+.1f}" + (" *" if excludes_zero else ""))
+            interval = "" if delta["ci_low"] is None else \
+                f" {fmt_interval(delta['ci_low'], delta['ci_high'])}"
+            row.append(f"{points(delta['diff_mean']):+.1f}{interval}"
+                       + (" *" if excludes_zero else ""))
         rows.append(row)
     return header, rows
 
@@ -157,11 +170,12 @@ def report_markdown(report: dict[str, Any], plots: dict[int, dict[str, str]]) ->
     """``report.md``: verdicts, cells, effects, interactions, per-class deltas, plots."""
     blocks, incomplete = report["blocks"], report["incomplete"]
     complete = sum(block["n_runs"] for block in blocks)
+    others = other_outputs_line(report)
     lines = ["# Ablation report", "",
              f"{report['n_runs_found']} runs found under {', '.join(report['paths'])}: "
              f"{complete} compared in {len(blocks)} block(s), {len(incomplete)} left out "
-             f"(see the end). Metrics in percentage points; intervals are 95 %. How to read "
-             f"this: docs/reporting.md.", ""]
+             f"(see the end){'; ' + others if others else ''}. Metrics in percentage points; "
+             f"intervals are 95 %. How to read this: docs/reporting.md.", ""]
     for index, block in enumerate(blocks, 1):
         lines += [f"## {block_title(index, block)}", ""]
         fixed = {k: v for k, v in block["fixed"].items() if k not in ("data", "model")}
@@ -178,6 +192,8 @@ def report_markdown(report: dict[str, Any], plots: dict[int, dict[str, str]]) ->
         if verdicts:
             lines += [f"### Verdicts ({block['metric']})", ""]
             lines += [f"- {text}" for text in verdicts] + [""]
+        if block["warnings"]:
+            lines += ["### Warnings", ""] + [f"- {text}" for text in block["warnings"]] + [""]
         lines += [f"### Cells (mean ± std [95 % CI] over seeds, {block['split']} split)", ""]
         lines += md_table(*cell_rows(block))
         if block["effects"]:
@@ -190,8 +206,8 @@ def report_markdown(report: dict[str, Any], plots: dict[int, dict[str, str]]) ->
                                interactions)
         header, rows = _class_rows(block)
         if len(header) > 1 and rows:
-            lines += [f"### Per-class accuracy deltas (points, {block['split']}; * 95 % CI "
-                      f"excludes 0)", ""]
+            lines += [f"### Per-class accuracy deltas (points, {block['split']}; b − a "
+                      f"[95 % CI]; * the interval excludes 0)", ""]
             lines += md_table(header, rows)
         for title, name in (("Effects", "effects"), ("Cells and seeds", "cells"),
                             ("Validation curves", "curves"), ("Per-class deltas", "per_class")):
@@ -212,14 +228,17 @@ def report_markdown(report: dict[str, Any], plots: dict[int, dict[str, str]]) ->
 #: The methods paragraph of report.md (details: docs/reporting.md).
 METHOD = (
     "Cells: mean ± sample standard deviation over seeds with a Student-t 95 % interval of "
-    "the mean. Effects: each run is paired with the run that differs only in the axis "
-    "(same other axes, same seed); the effect is the mean paired difference b − a with a "
-    "paired-t 95 % interval (scipy.stats.ttest_rel), a BCa bootstrap interval beside it "
-    "from 10 pairs on, paired-t and Wilcoxon signed-rank p-values, no correction for "
-    "multiple comparisons. \"No detectable difference\": the interval covers 0. Seeds "
-    "needed: pairs for 80 % power of a two-sided paired t-test at alpha 0.05 to detect "
-    "{points:g} point at the observed standard deviation of the differences (noncentral "
-    "t), divided by the number of other-axis combinations.")
+    "the mean, clipped to [0, 100] %. Effects: each run is paired with the run that differs "
+    "only in the axis (same other axes, same seed); the effect is the mean paired "
+    "difference b − a with a paired-t 95 % interval (scipy.stats.ttest_rel), a BCa "
+    "bootstrap interval beside it from 10 pairs on (both clipped to [-100, +100] points), "
+    "paired-t and Wilcoxon signed-rank p-values, no correction for multiple comparisons. "
+    "\"No detectable difference\": the interval covers 0. Seeds needed: pairs for 80 % "
+    "power of a two-sided paired t-test at alpha 0.05 to detect {points:g} point at the "
+    "observed standard deviation of the differences (noncentral t), divided by the number "
+    "of other-axis combinations; not estimated when a compared cell is at chance (within "
+    "noise of 1/K) or has runs that predict one class. Cautions name effects with fewer "
+    "than 3 pairs and config keys that also differ within an effect's pairs (confounds).")
 
 
 # ----------------------------------------------------------------------- runs.csv --
@@ -262,8 +281,33 @@ def fmt_csv(value: Any) -> Any:
     return "" if value is None else value
 
 
+def strict(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf: an undefined number) as None, so
+    that report.json is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict(item) for item in value]
+    return value
+
+
 def report_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, default=str)
+    """report.json: strict JSON (no NaN / Infinity tokens; null where a value is
+    undefined)."""
+    return json.dumps(strict(report), indent=2, default=str, allow_nan=False)
+
+
+def other_outputs_line(report: dict[str, Any]) -> str:
+    """``3 output folders of other commands left out (eval 1, export 1, predict 1)``, or
+    "" when there were none."""
+    others = report.get("other_outputs") or {}
+    if not others:
+        return ""
+    total = sum(others.values())
+    counted = ", ".join(f"{command} {n}" for command, n in others.items())
+    return f"{total} output folder{'s' * (total != 1)} of other commands left out ({counted})"
 
 
 # ------------------------------------------------------------------------ terminal --
@@ -282,28 +326,60 @@ def cell_table(block: dict[str, Any]) -> Table:
         summary = cell["metrics"][block["metric"]]
         interval = DASH if summary["ci_low"] is None else \
             f"[{points(summary['ci_low']):.1f}, {points(summary['ci_high']):.1f}]"
-        table.add_row(*(fmt_value(cell["axes"][axis]) for axis in block["axes"]),
+        table.add_row(*(Text(fmt_value(cell["axes"][axis])) for axis in block["axes"]),
                       str(cell["n"]), f"{points(summary['mean']):.1f}",
                       DASH if summary["std"] is None else f"{points(summary['std']):.1f}",
                       interval, fmt_count(cell["num_parameters"]))
     return table
 
 
-def print_report(report: dict[str, Any], console: Console, out_dir: Path | None) -> None:
-    """Rich tables: per block the verdicts, cells and effects; then the runs left out."""
+def _renderables(report: dict[str, Any], out_dir: Path | None
+                 ) -> list[tuple[RenderableType | str, str]]:
+    """What the terminal shows, in order: (renderable, kind) with kind ``rule``, ``line``
+    (plain text, never wrapped) or ``table``."""
+    shown: list[tuple[RenderableType | str, str]] = []
     for index, block in enumerate(report["blocks"], 1):
-        console.rule(block_title(index, block))
-        for effect in primary_effects(block):
-            console.print(f"  {effect['verdict']}", highlight=False)
-        console.print(cell_table(block))
-        for note in block["notes"]:
-            console.print(f"  note: {note}", highlight=False)
+        shown.append((block_title(index, block), "rule"))
+        shown += [(f"  {effect['verdict']}", "line") for effect in primary_effects(block)]
+        shown += [(f"  warning: {text}", "line") for text in block["warnings"]]
+        shown.append((cell_table(block), "table"))
+        shown += [(f"  note: {note}", "line") for note in block["notes"]]
     if report["incomplete"]:
         table = Table(title=f"left out ({len(report['incomplete'])})")
         table.add_column("run", overflow="fold")
         table.add_column("why", overflow="fold")
         for item in report["incomplete"]:
-            table.add_row(item["path"], item["why"])
-        console.print(table)
+            table.add_row(Text(item["path"]), Text(item["why"]))  # text, never markup
+        shown.append((table, "table"))
+    if other_outputs_line(report):
+        shown.append((other_outputs_line(report), "line"))
     if out_dir is not None:
-        console.print(f"report: {out_dir / 'report.md'}", highlight=False)
+        shown.append((f"report: {out_dir / 'report.md'}", "line"))
+    return shown
+
+
+def natural_width(renderables: list[RenderableType]) -> int:
+    """The width the widest of ``renderables`` takes when nothing limits it."""
+    measuring = Console(file=io.StringIO(), width=100_000)
+    return max((measuring.measure(item).maximum for item in renderables), default=0)
+
+
+def print_report(report: dict[str, Any], console: Console, out_dir: Path | None) -> None:
+    """Rich tables: per block the verdicts, warnings, cells and notes; then the runs left
+    out. On a terminal the tables fit its width; otherwise (a file, a pipe, a cluster log)
+    they are printed at their full width, never cropped or folded at 80 columns, and
+    lines (verdicts, paths) are never wrapped."""
+    shown = _renderables(report, out_dir)
+    if not console.is_terminal:
+        tables = [item for item, kind in shown if kind == "table"]
+        titles = [len(str(item)) + 6 for item, kind in shown if kind == "rule"]
+        width = max([console.width, natural_width(tables), *titles])
+        console = Console(file=console.file, width=width, no_color=console.no_color,
+                          color_system=None, highlight=False)
+    for item, kind in shown:
+        if kind == "rule":
+            console.rule(Text(str(item)))
+        elif kind == "line":
+            console.print(item, highlight=False, soft_wrap=True, markup=False)
+        else:
+            console.print(item)

@@ -106,27 +106,41 @@ def plot_curves(block: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
+def _delta_text(delta: dict[str, Any] | None) -> str:
+    """``+13.1`` over ``[+10.2, +16.0]`` (points), ``*`` when the interval excludes 0."""
+    if delta is None:
+        return "–"
+    text = f"{points(delta['diff_mean']):+.1f}"
+    if delta["ci_low"] is None:
+        return text
+    low, high = points(delta["ci_low"]), points(delta["ci_high"])
+    star = " *" if low > 0 or high < 0 else ""
+    return f"{text}{star}\n[{low:+.1f}, {high:+.1f}]"
+
+
 def plot_per_class(block: dict[str, Any], path: Path) -> Path | None:
-    """Heatmap of per-class accuracy deltas (points) per effect."""
+    """Heatmap of per-class accuracy deltas (points) per effect, each cell with its mean
+    difference and 95 % interval (``*``: the interval excludes 0)."""
     effects = [e for e in primary_effects(block) if e.get("per_class")]
     classes = block["class_names"]
     if not effects or not classes:
         return None
-    grid = [[points(e["per_class"][name]["diff_mean"]) if name in e["per_class"] else 0.0
-             for e in effects] for name in classes]
+    deltas = [[e["per_class"].get(name) for e in effects] for name in classes]
+    grid = [[points(d["diff_mean"]) if d is not None else 0.0 for d in row] for row in deltas]
     limit = max(1.0, max(abs(v) for row in grid for v in row))
-    fig, ax = plt.subplots(figsize=(1.6 * len(effects) + 2.5, 0.45 * len(classes) + 1.8))
+    fig, ax = plt.subplots(figsize=(2.0 * len(effects) + 2.5, 0.7 * len(classes) + 1.8))
     image = ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
     for r, row in enumerate(grid):
         for c, value in enumerate(row):
-            ax.text(c, r, f"{value:+.1f}", ha="center", va="center", fontsize=8,
+            ax.text(c, r, _delta_text(deltas[r][c]), ha="center", va="center", fontsize=7,
                     color="white" if abs(value) > 0.6 * limit else "black")
     ax.set_xticks(range(len(effects)),
                   [effect_label(e).replace("=", "=\n", 1) for e in effects],
                   fontsize=8)
     ax.set_yticks(range(len(classes)), classes)
     fig.colorbar(image, ax=ax, label="accuracy b − a (points)")
-    ax.set_title(f"per-class {block['split']} accuracy deltas")
+    ax.set_title(f"per-class {block['split']} accuracy deltas, b − a [95 % CI]; "
+                 f"* excludes 0", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
