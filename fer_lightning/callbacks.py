@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from types import FrameType
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary
+from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary, RichProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -221,7 +220,8 @@ class EpochSummary(L.Callback):
 
     It goes to the ``fer_lightning.epochs`` logger, so into the run's ``train.log``; on the
     console only when no progress bar shows the same numbers (no terminal, e.g. a cluster
-    job's output file, or no progress bar callback). Lines are written when the next epoch
+    job's output file, where fer_lightning.progress writes lines instead of a bar, or no
+    progress bar callback). Lines are written when the next epoch
     starts or training ends: Lightning computes the epoch's training metrics after the
     callbacks' epoch-end hooks.
     """
@@ -257,7 +257,8 @@ class EpochSummary(L.Callback):
         if trainer.optimizers:
             values.append(f"lr {trainer.optimizers[0].param_groups[0]['lr']:.3g}")
         total = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
-        show_on_console = trainer.progress_bar_callback is None or not sys.stdout.isatty()
+        show_on_console = not isinstance(trainer.progress_bar_callback, RichProgressBar) \
+            or not trainer.progress_bar_callback.is_enabled
         epoch_log.info("epoch %d (%d%s), step %d: %s, %.1f s", epoch, epoch + 1, total,
                        trainer.global_step, " ".join(values), seconds,
                        extra={"console": show_on_console})
@@ -273,8 +274,9 @@ class ModelSummary(RichModelSummary):
                   trainable_parameters: int, model_size: float,
                   total_training_modes: dict[str, int], total_flops: int,
                   **summarize_kwargs: Any) -> None:
-        from rich import get_console
         from rich.table import Table
+
+        from fer_lightning.progress import console_for
 
         columns = [(name, values) for name, values in summary_data
                    if name != "FLOPs" or total_flops]
@@ -291,7 +293,7 @@ class ModelSummary(RichModelSummary):
                  ("Estimated model size (MB)", f"{model_size:,.3f}")]
         if total_flops:
             lines.append(("Total FLOPs", get_human_readable_count(total_flops)))
-        console = get_console()
+        console = console_for(table)
         console.print(table)
         for name, value in lines:
             console.print(f"[bold]{name}[/]: {value}")

@@ -29,6 +29,8 @@ from fer_lightning.slurm import slurm_gpus, slurm_tasks
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+#: ``callbacks.progress_bar.style``: a live bar on a terminal and log lines elsewhere, or either.
+PROGRESS_STYLES = ("auto", "rich", "lines")
 #: A task name becomes a folder under ``paths.log_dir``: letters, digits, ``_ . -`` only.
 TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -255,6 +257,23 @@ def _check_values(cfg: DictConfig) -> None:
     every_n_steps = OmegaConf.select(cfg, "callbacks.last_checkpoint.every_n_train_steps")
     if every_n_steps is not None:
         _int_at_least(cfg, "callbacks.last_checkpoint.every_n_train_steps", 1)
+    _check_progress_bar(cfg)
+
+
+def _check_progress_bar(cfg: DictConfig) -> None:
+    """``callbacks.progress_bar``'s style and line intervals (see fer_lightning.progress)."""
+    node = OmegaConf.select(cfg, "callbacks.progress_bar")
+    if not isinstance(node, DictConfig):
+        return
+    if "style" in node and node.style not in PROGRESS_STYLES:
+        raise ConfigError(f"callbacks.progress_bar.style must be one of "
+                          f"{list(PROGRESS_STYLES)}, got {_shown(node.style)}")
+    if node.get("every_n_seconds") is not None \
+            and not (_is_number(node.every_n_seconds) and node.every_n_seconds > 0):
+        raise ConfigError(f"callbacks.progress_bar.every_n_seconds must be a positive number "
+                          f"or null, got {_shown(node.every_n_seconds)}")
+    if node.get("every_n_steps") is not None:
+        _int_at_least(cfg, "callbacks.progress_bar.every_n_steps", 1)
 
 
 def net_class(cfg: DictConfig) -> type[FERNet]:

@@ -28,7 +28,6 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 from rich.table import Table
 
 from fer_lightning.callbacks import LastCheckpoint
@@ -46,6 +45,7 @@ from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.sources.base import DatasetError
 from fer_lightning.metrics import SCALAR_METRICS
 from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
+from fer_lightning.progress import console_for
 from fer_lightning.provenance import run_record, utc_now
 from fer_lightning.resume import (
     LAST_CHECKPOINT,
@@ -203,8 +203,10 @@ def print_results(results: dict[str, Any]) -> None:
         table.add_column(stage, justify="right")
     for name in SCALAR_METRICS:
         table.add_row(name, *[f"{results[stage]['metrics'][name]:.4f}" for stage in stages])
-    Console().print(table)
-    Console().print(f"results: {results['output_dir']}/results.json")
+    console = console_for(table)
+    console.print(table)
+    console.print(f"results: {results['output_dir']}/results.json", soft_wrap=True,
+                  highlight=False)
 
 
 def best_checkpoint(trainer: L.Trainer) -> str | None:
