@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from fer_lightning.checks import check_choice
 from fer_lightning.nets.base import FERNet
 from fer_lightning.report.labels import run_label
+from fer_lightning.runlog import quiet_level
 from fer_lightning.slurm import slurm_gpus, slurm_tasks
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
@@ -43,6 +44,8 @@ OmegaConf.register_new_resolver("run_label", run_label, replace=True)
 # `${slurm_tasks:...}`, `${slurm_gpus:...}`: hydra/launcher=slurm's request from trainer.*.
 OmegaConf.register_new_resolver("slurm_tasks", slurm_tasks, replace=True)
 OmegaConf.register_new_resolver("slurm_gpus", slurm_gpus, replace=True)
+# `${quiet_level:${verbose}}`: the log level of chatty third-party loggers (hydra/default.yaml).
+OmegaConf.register_new_resolver("quiet_level", quiet_level, replace=True)
 
 
 def compose_config(overrides: Sequence[str], output_dir: str | Path,

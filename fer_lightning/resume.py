@@ -36,6 +36,7 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 #: files go, how long to train, on which hardware, what is logged or shown.
 RESUME_IGNORED = (
     "paths", "ckpt_path", "train", "test", "tags", "optimized_metric", "hint_without_data",
+    "verbose",
     "logger", "callbacks.progress_bar", "callbacks.model_summary", "callbacks.epoch_summary",
     "callbacks.last_checkpoint", "callbacks.confusion_matrix",
     "trainer.max_epochs", "trainer.min_epochs", "trainer.max_steps", "trainer.min_steps",

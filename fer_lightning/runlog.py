@@ -9,6 +9,8 @@ configuration exists (always, here), so its lines reached the terminal but never
 from __future__ import annotations
 
 import logging
+import re
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -16,17 +18,30 @@ log = logging.getLogger(__name__)
 LIBRARY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "torchmetrics")
 #: Start of the line :func:`log_crash` writes; ``report`` reads a crashed run's error from it.
 CRASH_PREFIX = "Crashed with "
-#: Starts of library messages that read like problems but say nothing about the run.
-NOISE = (
-    "💡 Tip:",  # Lightning's advertisement for its hosted logger, on every Trainer
-)
+#: Library messages that read like problems or advertisements but say nothing about the
+#: run, as regular expressions searched in the message; ``verbose=true`` shows them.
+NOISE = {
+    # Lightning's advertisement for its hosted logger, on every Trainer
+    "litlogger tip": re.compile(r"^💡 Tip:"),
+    # every run with fewer batches than trainer.log_every_n_steps (metrics are still
+    # logged at each epoch end), with a site-packages path
+    "log_every_n_steps": re.compile(r"is smaller than the logging interval "
+                                    r"Trainer\(log_every_n_steps="),
+}
 
 
 class DropNoise(logging.Filter):
-    """Drops records whose message starts with one of :data:`NOISE`."""
+    """Drops records whose message matches one of :data:`NOISE` (none with ``verbose``)."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        super().__init__()
+        self.verbose = verbose
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(NOISE)
+        if self.verbose:
+            return True
+        message = record.getMessage()
+        return not any(pattern.search(message) for pattern in NOISE.values())
 
 
 class ConsoleFilter(DropNoise):
@@ -37,14 +52,20 @@ class ConsoleFilter(DropNoise):
         return super().filter(record) and getattr(record, "console", True)
 
 
+def quiet_level(verbose: Any) -> str:
+    """``${quiet_level:${verbose}}`` (registered in fer_lightning.config): the level of chatty third-party loggers (alembic's
+    seven ``setup plugin ...`` lines when Optuna loads): INFO with ``verbose``, else WARNING."""
+    return "INFO" if verbose else "WARNING"
+
+
 def _is_console(handler: logging.Handler) -> bool:
     return isinstance(handler, logging.StreamHandler) \
         and not isinstance(handler, logging.FileHandler)
 
 
-def configure_run_logging() -> None:
+def configure_run_logging(verbose: bool = False) -> None:
     """Route Lightning's records and Python warnings through the root logger's handlers
-    (when Hydra has configured them) and filter noise; idempotent."""
+    (when Hydra has configured them) and filter noise (kept with ``verbose``); idempotent."""
     root = logging.getLogger()
     if root.handlers:
         for name in LIBRARY_LOGGERS:
@@ -57,8 +78,9 @@ def configure_run_logging() -> None:
                                   for handler in logging.getLogger(name).handlers)]
     for handler in handlers:
         wanted = ConsoleFilter if _is_console(handler) else DropNoise
-        if not any(type(existing) is wanted for existing in handler.filters):
-            handler.addFilter(wanted())
+        for existing in [item for item in handler.filters if isinstance(item, DropNoise)]:
+            handler.removeFilter(existing)
+        handler.addFilter(wanted(verbose=bool(verbose)))
 
 
 def log_crash(error: BaseException, traceback: bool = True) -> None:

@@ -136,16 +136,24 @@ def wandb_key_available() -> bool:
         return False
 
 
-def build_loggers(logger_cfg: DictConfig | None) -> list[Any]:
-    """Instantiate every logger of ``cfg.logger``; W&B goes offline without an API key."""
+def build_loggers(logger_cfg: DictConfig | None, verbose: bool = False) -> list[Any]:
+    """Instantiate every logger of ``cfg.logger``; W&B goes offline without an API key.
+
+    Lightning's WandbLogger always hands ``anonymous=None`` to ``wandb.init``, on which W&B
+    warns that the (deprecated) setting has no effect; unless the config sets ``anonymous``
+    or ``verbose``, the key is not passed."""
     loggers = []
     for conf in instantiable_nodes(logger_cfg):
-        if conf._target_.endswith("WandbLogger") and not conf.get("offline", False) \
+        wandb = conf._target_.endswith("WandbLogger")
+        if wandb and not conf.get("offline", False) \
                 and os.environ.get("WANDB_MODE") != "offline" and not wandb_key_available():
             log.warning("No W&B API key found (WANDB_API_KEY or `wandb login`): logging "
                         "offline under %s; upload later with `wandb sync`.", conf.save_dir)
             conf = OmegaConf.merge(conf, {"offline": True})
-        loggers.append(instantiate(conf))
+        logger = instantiate(conf)
+        if wandb and conf.get("anonymous") is None and not verbose:
+            logger._wandb_init.pop("anonymous", None)
+        loggers.append(logger)
     return loggers
 
 
@@ -257,7 +265,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     net = build_net(cfg, len(class_names))
     loss = build_loss(cfg.loss, datamodule.class_counts("train"))
     model = build_module(cfg, net, loss, class_names)
-    loggers = build_loggers(cfg.get("logger"))
+    loggers = build_loggers(cfg.get("logger"), verbose=bool(cfg.get("verbose")))
     trainer = build_trainer(cfg.trainer, cfg.get("callbacks"), logger=loggers or False,
                             plugins=build_plugins(cfg.trainer))
     save_resolved_config(cfg, output_dir)
@@ -318,7 +326,7 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point of ``python -m fer_lightning``; a config or dataset error ends the
     run with its message alone (no traceback) and exit status 1, SIGTERM with status 143
     after writing last.ckpt."""
-    configure_run_logging()
+    configure_run_logging(verbose=bool(cfg.get("verbose")))
     try:
         return optimized_value(cfg, train(cfg))
     except (ConfigError, DatasetError) as error:

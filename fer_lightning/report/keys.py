@@ -13,7 +13,7 @@ SEED = "seed"
 #: resumed, or how fast it loads data: never a treatment.
 BOOKKEEPING = (
     "hydra", "paths", "logger", "task_name", "tags", "ckpt_path", "train", "test",
-    "optimized_metric", "hint_without_data", "hparams_search",
+    "optimized_metric", "hint_without_data", "hparams_search", "verbose",
     "callbacks.progress_bar", "callbacks.model_summary", "callbacks.confusion_matrix",
     "callbacks.last_checkpoint", "callbacks.evaluation_epoch", "callbacks.epoch_summary",
     "data.num_workers", "landmarks.num_workers", "landmarks.chunk_size",
