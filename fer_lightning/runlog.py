@@ -53,8 +53,9 @@ class ConsoleFilter(DropNoise):
 
 
 def quiet_level(verbose: Any) -> str:
-    """``${quiet_level:${verbose}}`` (registered in fer_lightning.config): the level of chatty third-party loggers (alembic's
-    seven ``setup plugin ...`` lines when Optuna loads): INFO with ``verbose``, else WARNING."""
+    """``${quiet_level:${verbose}}`` (registered in fer_lightning.config): the level of
+    chatty third-party loggers (alembic's seven ``setup plugin ...`` lines when Optuna
+    loads): INFO with ``verbose``, else WARNING."""
     return "INFO" if verbose else "WARNING"
 
 
