@@ -2,8 +2,10 @@
 #
 # What gets installed lives in pyproject.toml and requirements/; the Dockerfiles install
 # the same files in the same order (tests/test_docker.py checks it):
-#   1. $(TORCH_REQUIREMENTS)              torch + torchvision: requirements/torch.txt, or
-#                                         requirements/torch-cpu.txt for CPU-only wheels
+#   1. $(TORCH_REQUIREMENTS)              torch + torchvision: requirements/torch.txt (CUDA
+#                                         builds) where `nvidia-smi` is on PATH, else
+#                                         requirements/torch-cpu.txt (CPU-only wheels, a
+#                                         tenth of the size); set it to choose yourself
 #   2. requirements/landmarks.txt         dlib + mediapipe's runtime dependencies (before
 #                                         the package, so its protobuf pin is kept)
 #   3. the package with the dev extra     pyproject.toml (editable here)
@@ -16,13 +18,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-TORCH_REQUIREMENTS ?= requirements/torch.txt
+NVIDIA_SMI := $(shell command -v nvidia-smi 2>/dev/null)
+TORCH_REQUIREMENTS ?= $(if $(NVIDIA_SMI),requirements/torch.txt,requirements/torch-cpu.txt)
 
 .PHONY: setup train test lint bench preview clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile $(wildcard requirements/*.txt)
+	@echo "Installing torch from $(TORCH_REQUIREMENTS) ($(if $(NVIDIA_SMI),nvidia-smi found: CUDA builds,no nvidia-smi: CPU-only builds); TORCH_REQUIREMENTS=requirements/torch.txt or torch-cpu.txt chooses)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -r $(TORCH_REQUIREMENTS)

@@ -62,14 +62,14 @@ def pip_installs(commands: list[str]) -> list[list[str]]:
     return installs
 
 
-def makefile_installs() -> list[list[str]]:
-    """``make setup``'s pip installs, Make variables of the Makefile expanded."""
-    text = (ROOT / "Makefile").read_text()
-    variables = dict(re.findall(r"^(\w+)\s*\??=\s*(.*)$", text, re.M))
-    recipe = [line.strip() for line in text.splitlines() if line.startswith("\t")]
-    expanded = [re.sub(r"\$\((\w+)\)", lambda m: variables.get(m[1], m[0]), line)
-                for line in recipe]
-    return pip_installs(expanded)
+def makefile_installs(path: str | None = None) -> list[list[str]]:
+    """``make setup``'s pip installs as make would run them (``make -n``: printed, not run)
+    for a fresh environment, with ``PATH`` as given (which decides the torch wheels)."""
+    environment = {**os.environ, **({"PATH": path} if path is not None else {})}
+    done = subprocess.run([shutil.which("make") or "make", "-n", "-B", "setup",
+                           "VENV=/nonexistent/venv"], cwd=ROOT, env=environment,
+                          capture_output=True, text=True, timeout=60, check=True)
+    return pip_installs(done.stdout.splitlines())
 
 
 def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
@@ -95,6 +95,17 @@ def readme_installs() -> list[list[str]]:
     blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
     block = next(b for b in blocks if "pip install -r requirements/" in b)
     return pip_installs([line.split("#", 1)[0] for line in block.splitlines()])
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_make_picks_cpu_wheels_without_nvidia_smi(tmp_path, gpu):
+    if gpu:
+        fake = tmp_path / "nvidia-smi"
+        fake.write_text("#!/bin/sh\n")
+        fake.chmod(0o755)
+    path = f"{tmp_path}:/usr/bin:/bin"
+    torch_file = makefile_installs(path)[0][-1]
+    assert torch_file == ("requirements/torch.txt" if gpu else "requirements/torch-cpu.txt")
 
 
 def test_makefile_installs_torch_package_and_landmark_backends_no_deps_last():
