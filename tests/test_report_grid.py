@@ -97,6 +97,13 @@ def test_submitit_local_launcher_runs_a_grid(tmp_path):
     assert list((sweep_dir / ".submitit").glob("*/*_log.out")), "no submitit job folders"
     [block] = build_report([sweep_dir])["blocks"]
     assert block["axes"] == ["landmarks"] and [c["n"] for c in block["cells"]] == [1, 1]
+    # the jobs ran in other processes: their result lines are printed here at the end
+    assert f"multirun done: 2 of 2 job folders in {sweep_dir}" in done.stdout
+    for index, landmarks in enumerate(["none", "groundtruth"]):
+        acc = json.loads((sweep_dir / f"{index}/results.json").read_text())["test"]
+        assert f"#{index} landmarks={landmarks} seed=7" in done.stdout
+        assert f"test acc {acc['metrics']['acc']:.4f}" in done.stdout
+    assert f"compare them: python -m fer_lightning.report {sweep_dir}" in done.stdout
 
 
 def test_optuna_search_three_trials(tmp_path):

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from fer_lightning.report.labels import axis_overrides, run_label, sweep_label
+from tests.test_cli import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((REPO / "sweeps").glob("*.yaml"))
@@ -122,3 +123,29 @@ def test_wandb_run_carries_axes_in_name_group_and_tags(make_cfg, monkeypatch):
 def test_run_label_rejects_unknown_field(make_cfg):
     with pytest.raises(ValueError, match="expected name, group or tags"):
         run_label("colour", make_cfg())
+
+
+def test_slurm_dry_run_prints_jobs_and_resources_and_submits_nothing(tmp_path):
+    sweep_dir = tmp_path / "grid"
+    done = run_cli(["-m", "hydra/launcher=slurm", "hydra.launcher.dry_run=true",
+                    f"hydra.sweep.dir={sweep_dir}", "hydra.launcher.partition=gpu",
+                    "trainer=ddp", "trainer.devices=4", "head=gap,fc", "seed=1,2"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == (f"dry run: hydra/launcher=slurm would start 4 jobs under {sweep_dir}; "
+                        f"nothing is submitted")
+    assert lines[1].startswith("each job: partition=gpu nodes=1 tasks_per_node=4 "
+                               "gpus_per_node=4 cpus_per_task=8 mem_gb=32 timeout_min=240")
+    assert lines[2:] == [f"#0 trainer=ddp trainer.devices=4 head=gap seed=1 -> {sweep_dir}/0",
+                         f"#1 trainer=ddp trainer.devices=4 head=gap seed=2 -> {sweep_dir}/1",
+                         f"#2 trainer=ddp trainer.devices=4 head=fc seed=1 -> {sweep_dir}/2",
+                         f"#3 trainer=ddp trainer.devices=4 head=fc seed=2 -> {sweep_dir}/3"]
+    assert not sweep_dir.exists() and not (tmp_path / "logs").exists()
+
+
+def test_slurm_off_a_cluster_is_one_line(tmp_path):
+    done = run_cli(["-m", "hydra/launcher=slurm", "head=gap,fc"], tmp_path,
+                   env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("no SLURM here: `sbatch` is not on PATH")
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
