@@ -211,7 +211,7 @@ def _check_against_signature(cfg: DictConfig, key: str, skip: tuple[str, ...] = 
     """Each scalar value of the node at ``key`` must have the type its ``_target_``'s
     signature declares (``optimizer.lr=abc`` names the key instead of failing in Adam)."""
     node = OmegaConf.select(cfg, key)
-    if not isinstance(node, DictConfig) or "_target_" not in node:
+    if not isinstance(node, DictConfig) or node.get("_target_") is None:  # scheduler=none
         return
     try:
         hints = typing.get_type_hints(get_class(node._target_).__init__)

@@ -91,6 +91,26 @@ def build_datamodule_or_hint(cfg: DictConfig) -> FERDataModule:
         raise ConfigError(f"{missing}\n{hint}") from None
 
 
+def check_hardware_and_data(cfg: DictConfig) -> list[str]:
+    """``check_hardware``; when the hardware is missing and so is the dataset (a paper's GPU
+    command on a laptop), one error names both problems and the command that runs here, so
+    a fix for the first does not only reveal the second."""
+    try:
+        return check_hardware(cfg)
+    except ConfigError as hardware:
+        root = cfg.data.get("root")
+        if root is None or Path(str(root)).exists():
+            raise
+        try:
+            build_datamodule_or_hint(cfg)  # the root is missing: fails at once, with its hint
+        except ConfigError as data:
+            fix = "" if "trainer=cpu" in str(data) else \
+                "\nOn synthetic faces and this machine's CPU: add data=synthetic trainer=cpu"
+            raise ConfigError(f"2 problems stop this run:\n1. {hardware}\n2. {data}{fix}") \
+                from None
+        raise
+
+
 def synthetic_hint(cfg: DictConfig) -> str:
     """How to run the same configuration on the embedded synthetic faces."""
     overrides = ["data=synthetic"]
@@ -252,7 +272,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one experiment; returns the results also written to ``results.json``."""
     started_at, start_time = utc_now(), time.perf_counter()
     check_config(cfg)
-    for warning in check_hardware(cfg):
+    for warning in check_hardware_and_data(cfg):
         log.warning(warning)
     ckpt_path = resolve_ckpt_path(cfg)
     L.seed_everything(cfg.seed, workers=True)

@@ -1,5 +1,6 @@
 """Every config composes; wrong overrides fail before training, naming key and allowed values."""
 
+import logging
 import re
 from pathlib import Path
 
@@ -296,3 +297,34 @@ def test_landmarks_config_rejects_unknown_keys():
 
     with pytest.raises(ConfigError, match=r"landmarks: unknown key\(s\) \['on_mising'\]"):
         LandmarksConfig.from_mapping({"on_mising": "drop"})
+
+
+def test_a_group_without_target_passes_the_checks_without_an_error_line(make_cfg, caplog):
+    # scheduler=none has `_target_: null`; Hydra logs "Error getting class at None" when
+    # asked to import it
+    with caplog.at_level(logging.DEBUG):
+        check_config(make_cfg("scheduler=none"))
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+def test_gpu_experiment_without_gpu_and_data_names_both_problems_at_once(make_cfg, tmp_path,
+                                                                          monkeypatch):
+    from fer_lightning.train import train
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    missing = tmp_path / "no_fer2013_here"
+    with pytest.raises(ConfigError) as error:
+        train(make_cfg("+experiment=mba", f"data.root={missing}", "trainer=gpu", tiny=False))
+    message = str(error.value)
+    assert message.startswith("2 problems stop this run:\n1. trainer.accelerator=gpu needs a "
+                              "CUDA GPU")
+    assert f"\n2. FER2013 root {missing} is not a directory" in message
+    assert ("+experiment=mba data=synthetic landmarks=groundtruth trainer=cpu "
+            "trainer.max_epochs=10") in message
+    with pytest.raises(ConfigError) as error:  # no experiment hint: both overrides named
+        train(make_cfg("data=fer2013", f"data.root={missing}", "trainer=gpu", tiny=False))
+    assert str(error.value).endswith("add data=synthetic trainer=cpu")
+    (tmp_path / "fer2013").mkdir()  # the dataset is there: the hardware problem alone
+    with pytest.raises(ConfigError) as error:
+        train(make_cfg("data=fer2013", f"data.root={tmp_path}", "trainer=gpu", tiny=False))
+    assert str(error.value).startswith("trainer.accelerator=gpu needs a CUDA GPU")
