@@ -23,6 +23,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fer_lightning.checks import check_choice
+from fer_lightning.cli_help import command_help
 from fer_lightning.nets.base import FERNet
 from fer_lightning.report.labels import run_label
 from fer_lightning.runlog import quiet_level
@@ -44,6 +45,8 @@ OmegaConf.register_new_resolver("run_label", run_label, replace=True)
 # `${slurm_tasks:...}`, `${slurm_gpus:...}`: hydra/launcher=slurm's request from trainer.*.
 OmegaConf.register_new_resolver("slurm_tasks", slurm_tasks, replace=True)
 OmegaConf.register_new_resolver("slurm_gpus", slurm_gpus, replace=True)
+# `${command_help:train}`: the --help page of a command (hydra/default.yaml).
+OmegaConf.register_new_resolver("command_help", command_help, replace=True)
 # `${quiet_level:${verbose}}`: the log level of chatty third-party loggers (hydra/default.yaml).
 OmegaConf.register_new_resolver("quiet_level", quiet_level, replace=True)
 
