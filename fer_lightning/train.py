@@ -43,6 +43,7 @@ from fer_lightning.config import (
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.sources.base import DatasetError
+from fer_lightning.handles import next_steps
 from fer_lightning.metrics import SCALAR_METRICS
 from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
 from fer_lightning.progress import console_for
@@ -223,7 +224,8 @@ def save_resolved_config(cfg: DictConfig, output_dir: Path) -> None:
 
 @rank_zero_only
 def print_results(results: dict[str, Any]) -> None:
-    """A small table of the final val / test metrics."""
+    """A small table of the final val / test metrics, then where the results and the
+    checkpoints are and the commands that use them."""
     table = Table(title=f"{results['task_name']}: best checkpoint")
     stages = [stage for stage in ("val", "test") if stage in results]
     table.add_column("metric")
@@ -233,8 +235,9 @@ def print_results(results: dict[str, Any]) -> None:
         table.add_row(name, *[f"{results[stage]['metrics'][name]:.4f}" for stage in stages])
     console = console_for(table)
     console.print(table)
-    console.print(f"results: {results['output_dir']}/results.json", soft_wrap=True,
-                  highlight=False)
+    for line in [f"results: {results['output_dir']}/results.json",
+                 *next_steps(results["output_dir"], results.get("checkpoint"))]:
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 def best_checkpoint(trainer: L.Trainer) -> str | None:

@@ -40,6 +40,10 @@ def test_a_run_with_stdout_to_a_file_prints_epoch_and_step_lines_and_no_bar(tmp_
     assert "epoch 1 (2/2), step 6: train/loss " in out, "the per-epoch summary line"
     [results] = (tmp_path / "logs/smoke/runs").glob("*/results.json")
     assert f"results: {results}\n" in out, "the results path is wrapped"
+    run = results.parent
+    [best] = (run / "checkpoints").glob("best-*.ckpt")
+    assert f"best checkpoint: {best}\nlast checkpoint: {run}/checkpoints/last.ckpt\n" in out
+    assert f"evaluate it:     python -m fer_lightning.eval ckpt_path={run}\n" in out
     assert "epoch 0 (1/2) started" in (results.parent / "train.log").read_text()
 
 
