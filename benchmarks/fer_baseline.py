@@ -4,10 +4,10 @@ Not part of fer_lightning (imports neither it nor this repository's code): the i
 benchmark (``benchmarks/inference.py``) starts it with the Python of a separate venv,
 because `fer` needs TensorFlow and setuptools < 81. Recipe (see docs/inference.md):
 
-    python3.11 -m venv /work/bench-venvs/fer
-    /work/bench-venvs/fer/bin/pip install "setuptools<81" torch==2.14.1 torchvision==0.29.1
-    /work/bench-venvs/fer/bin/pip install --no-deps facenet-pytorch==2.6.0 fer==25.10.3
-    /work/bench-venvs/fer/bin/pip install tensorflow opencv-contrib-python matplotlib \\
+    python3.11 -m venv .venv-fer
+    .venv-fer/bin/pip install "setuptools<81" torch==2.14.1 torchvision==0.29.1
+    .venv-fer/bin/pip install --no-deps facenet-pytorch==2.6.0 fer==25.10.3
+    .venv-fer/bin/pip install tensorflow opencv-contrib-python matplotlib \\
         pandas requests tqdm "moviepy<2" ffmpeg-python Pillow
 
 Usage: ``python fer_baseline.py --repeats 5 --threads 1 photo1.png ...``; prints one JSON

@@ -1,7 +1,7 @@
 """Inference speed: end-to-end latency per photo against the `fer` package, and the
 throughput of ``predict`` and ``eval``.
 
-    python -m benchmarks.inference [--fer-python /work/bench-venvs/fer/bin/python]
+    python -m benchmarks.inference [--fer-python .venv-fer/bin/python]
 
 Latency: real photos (skimage's astronaut, matplotlib's grace_hopper, four LFW faces
 upscaled to 100 px), batch 1, the median of ``repeats`` runs per photo after a warm-up
@@ -41,7 +41,9 @@ from benchmarks.run import RESULTS, machine
 from fer_lightning.checkpoint import write_checkpoint
 from fer_lightning.config import compose_config
 
-FER_PYTHON = Path("/work/bench-venvs/fer/bin/python")
+#: The `fer` package's venv (docs/inference.md): $FER_PYTHON, else .venv-fer/ of the
+#: directory the benchmark runs from.
+FER_PYTHON = Path(os.environ.get("FER_PYTHON", ".venv-fer/bin/python"))
 MODELS = {"mini_xception, no landmarks": ("model=mini_xception",),
           "mini_xception + dlib overlay": ("model=mini_xception", "landmarks=dlib")}
 
