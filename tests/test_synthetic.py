@@ -392,3 +392,17 @@ def test_size_zero_means_the_split_does_not_exist() -> None:
     with pytest.raises(SplitUnavailableError, match="test_size=0: this synthetic dataset "
                                                     "has no test split"):
         source.split_info("test")
+
+
+def test_preview_has_a_legend_of_its_colours(tmp_path) -> None:
+    from fer_lightning.data.preview import LEGEND
+
+    dataset = FERDataset(SyntheticFaces(train_size=30, channels=3), "train", 48, 3,
+                         with_landmarks=True)
+    with Image.open(write_preview(dataset, tmp_path / "a.png", per_class=2)) as sheet:
+        pixels = np.asarray(sheet.convert("RGB"))
+    grid_height = 7 * (48 * 3 + 2) + 2
+    legend = pixels[grid_height:].reshape(-1, 3)
+    assert len(legend) > 0, "no legend strip under the grid"
+    for name, colour in LEGEND:  # a swatch of every landmark colour
+        assert (legend == colour).all(axis=1).sum() >= 49, name

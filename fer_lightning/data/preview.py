@@ -27,8 +27,19 @@ GROUP_COLOURS: dict[str, tuple[int, int, int]] = {
     "outer_lip": (255, 0, 255),
     "inner_lip": (0, 255, 255),
 }
+#: The legend under the sheet: one swatch per colour of GROUP_COLOURS, named.
+LEGEND: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("jaw", GROUP_COLOURS["jaw"]),
+    ("subject's right brow + eye", GROUP_COLOURS["right_eye"]),
+    ("left brow + eye", GROUP_COLOURS["left_eye"]),
+    ("nose (all of 5-point sets)", GROUP_COLOURS["nose_bridge"]),
+    ("outer lip", GROUP_COLOURS["outer_lip"]),
+    ("inner lip", GROUP_COLOURS["inner_lip"]),
+)
+ROW_KEY = "rows: class index and name, n = its samples in this split"
 _LABEL_WIDTH = 90
 _PAD = 2
+_LINE = 14
 
 
 def pick_indices(labels: np.ndarray, num_classes: int, per_class: int) -> list[list[int]]:
@@ -69,8 +80,8 @@ def write_preview(
     source's own). Rows are labelled with the class name and its count in the split. Each
     sample is upscaled ``scale`` times; with ``draw_landmarks`` its valid landmarks are
     drawn as small dots coloured by facial part (subject's right red, left blue; 5-point
-    landmarks in one colour). Rows of rare classes are filled as far as they go. Returns
-    the written path.
+    landmarks in one colour), and a legend under the grid names the colours and the row
+    labels. Rows of rare classes are filled as far as they go. Returns the written path.
     """
     if per_class < 1 or scale < 1:
         raise ValueError(f"per_class and scale must be >= 1, got {per_class} and {scale}")
@@ -79,7 +90,7 @@ def write_preview(
     rows = pick_indices(labels, len(class_names), per_class)
     cells = [[_sample_cell(dataset[position], draw_landmarks, scale) for position in row]
              for row in rows]
-    sheet = _compose(cells, class_names, labels, per_class)
+    sheet = _with_legend(_compose(cells, class_names, labels, per_class), draw_landmarks)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
@@ -114,3 +125,43 @@ def _compose(
         for c, cell in enumerate(row):
             sheet.paste(cell, (_LABEL_WIDTH + _PAD + c * (cell_w + _PAD), top))
     return sheet
+
+
+def _legend_entries(draw_landmarks: bool) -> list[tuple[str, tuple[int, int, int] | None]]:
+    entries: list[tuple[str, tuple[int, int, int] | None]] = [(ROW_KEY, None)]
+    if draw_landmarks:
+        return [*entries, *LEGEND]
+    return [*entries, ("landmarks not drawn", None)]
+
+
+def _with_legend(sheet: Image.Image, draw_landmarks: bool) -> Image.Image:
+    """``sheet`` with a legend strip below it: the row labels' meaning and one coloured
+    swatch per landmark colour, wrapped to the sheet's width. The strip's height depends
+    on the width only, so sheets with and without landmarks have the same size."""
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(sheet)
+    swatch = 8
+
+    def layout(entries: list[tuple[str, tuple[int, int, int] | None]]
+               ) -> list[tuple[int, int, str, tuple[int, int, int] | None]]:
+        placed, x, y = [], 4, 4
+        for text, colour in entries:
+            width = int(measure.textlength(text, font=font)) + swatch + 12
+            if x > 4 and x + width > sheet.width:
+                x, y = 4, y + _LINE
+            placed.append((x, y, text, colour))
+            x += width
+        return placed
+
+    lines = max(len({y for _, y, _, _ in layout(_legend_entries(flag))}) for flag in (True, False))
+    strip = lines * _LINE + 6
+    out = Image.new("RGB", (sheet.width, sheet.height + strip), (32, 32, 32))
+    out.paste(sheet, (0, 0))
+    draw = ImageDraw.Draw(out)
+    for x, y, text, colour in layout(_legend_entries(draw_landmarks)):
+        top = sheet.height + y
+        if colour is not None:
+            draw.rectangle([x, top + 2, x + swatch, top + 2 + swatch], fill=colour)
+            x += swatch + 4
+        draw.text((x, top), text, fill=(220, 220, 220), font=font)
+    return out
