@@ -17,7 +17,9 @@ user's choice.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from fer_lightning.config import ConfigError
 
@@ -123,3 +125,27 @@ def next_steps(output_dir: str | Path, best: str | None) -> list[str]:
                   f"predict with it: python -m fer_lightning.predict ckpt_path={run} "
                   f"input=<image, folder or video>"]
     return lines
+
+
+#: How to get a model for real photos, said with the synthetic-checkpoint warning.
+REAL_MODEL_HINT = ("for a real model train on a real dataset, e.g. python -m fer_lightning "
+                   "data=fer2013 data.root=/path/to/fer2013 (README \"Real datasets\")")
+
+
+def trained_on_synthetic(config: Mapping[str, Any] | None,
+                         choices: Mapping[str, Any] | None = None) -> bool:
+    """Whether a checkpoint's run config (and Hydra choices) say it trained on the
+    embedded synthetic faces."""
+    if choices and choices.get("data") == "synthetic":
+        return True
+    data = (config or {}).get("data") or {}
+    target = str((data.get("source") or {}).get("_target_", "")) if isinstance(data, Mapping) \
+        else ""
+    return "synthetic" in target.lower()
+
+
+def synthetic_warning(checkpoint: str | Path) -> str:
+    """The one-line warning predict and eval give for a checkpoint trained on synthetic
+    faces."""
+    return (f"{checkpoint} was trained on synthetic faces (data=synthetic): a pipeline "
+            f"demo, not an emotion model for photos; {REAL_MODEL_HINT}")

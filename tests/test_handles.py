@@ -92,3 +92,16 @@ def test_training_ends_with_its_checkpoints_and_the_commands_for_them(logs):
         f"evaluate it:     python -m fer_lightning.eval ckpt_path={run}",
         f"predict with it: python -m fer_lightning.predict ckpt_path={run} "
         f"input=<image, folder or video>"]
+
+
+def test_a_checkpoint_trained_on_synthetic_faces_is_recognised():
+    from fer_lightning.handles import synthetic_warning, trained_on_synthetic
+
+    synthetic = {"data": {"source": {"_target_": "fer_lightning.data.sources.SyntheticFaces"}}}
+    real = {"data": {"source": {"_target_": "fer_lightning.data.sources.FER2013"}}}
+    assert trained_on_synthetic(synthetic) and not trained_on_synthetic(real)
+    assert trained_on_synthetic(real, {"data": "synthetic"})
+    assert not trained_on_synthetic(None) and not trained_on_synthetic({"data": None})
+    assert synthetic_warning("x.ckpt").startswith(
+        "x.ckpt was trained on synthetic faces (data=synthetic): a pipeline demo, not an "
+        "emotion model for photos; for a real model")
