@@ -42,6 +42,7 @@ from fer_lightning.config import (
     user_error_exit,
 )
 from fer_lightning.data.sources.base import DatasetError, SplitUnavailableError
+from fer_lightning.handles import resolve_checkpoint, synthetic_warning, trained_on_synthetic
 from fer_lightning.train import (
     build_datamodule_or_hint,
     build_loss,
@@ -89,6 +90,30 @@ def ckpt_path_argument(arguments: Sequence[str]) -> str | None:
     values = [argument.split("=", 1)[1] for argument in arguments
               if argument.startswith("ckpt_path=")]
     return values[0] if len(values) == 1 and "," not in values[0] else None
+
+
+def log_dir_argument(arguments: Sequence[str]) -> Path:
+    """Where ``best`` / ``last`` look for runs: ``paths.log_dir=`` or
+    ``paths.root_dir=``/logs of the command line, else ``./logs`` (paths/default.yaml)."""
+    given = {argument.split("=", 1)[0]: argument.split("=", 1)[1] for argument in arguments
+             if argument.startswith(("paths.log_dir=", "paths.root_dir="))}
+    if "paths.log_dir" in given:
+        return Path(given["paths.log_dir"])
+    return Path(given.get("paths.root_dir", ".")) / "logs"
+
+
+def resolve_ckpt_argument(arguments: Sequence[str],
+                          suffixes: tuple[str, ...] = (".ckpt",)) -> list[str]:
+    """The command line with ``ckpt_path=<handle>`` (a run folder, best, last; see
+    fer_lightning.handles) replaced by the checkpoint file it means."""
+    handle = ckpt_path_argument(arguments)
+    if handle is None:
+        return list(arguments)
+    path = resolve_checkpoint(handle, log_dir_argument(arguments), suffixes)
+    if str(path) != handle:
+        log.info("ckpt_path=%s: %s", handle, path)
+    return [f"ckpt_path={path}" if argument == f"ckpt_path={handle}" else argument
+            for argument in arguments]
 
 
 def user_overrides(task_overrides: Sequence[str], checkpoint: Mapping[str, Any]) -> list[str]:
@@ -238,8 +263,13 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[st
         "label_mapping": mapping,
         split: module.results[split],
     }
+    if trained_on_synthetic(ckpt.metadata(checkpoint, cfg.ckpt_path).get("config"),
+                            ckpt.metadata(checkpoint, cfg.ckpt_path).get("choices")):
+        results["warnings"] = [synthetic_warning(cfg.ckpt_path)]
     write_json(output_dir / "results.json", results)
     print_results(results)
+    for warning in results.get("warnings", []):
+        log.warning(warning)
     return results
 
 
@@ -275,7 +305,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 def with_checkpoint_choices(arguments: Sequence[str]) -> list[str]:
     """A command line (overrides and Hydra flags) with the checkpoint's group options
     inserted before the user's first override (Hydra wants the overrides in one run)."""
-    arguments = list(arguments)
+    arguments = resolve_ckpt_argument(arguments)
     path = ckpt_path_argument(arguments)
     if path is None:
         return arguments

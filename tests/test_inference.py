@@ -17,6 +17,7 @@ from fer_lightning.config import ConfigError, compose_config
 from fer_lightning.data.landmarks.face_crop import FaceCropper
 from fer_lightning.eval import compose_eval_config, evaluate
 from fer_lightning.export import export_onnx
+from fer_lightning.handles import REAL_MODEL_HINT
 from fer_lightning.predict import Predictor, predict
 from fer_lightning.train import train
 from fer_lightning.tta import num_views, views
@@ -66,6 +67,24 @@ def test_eval_reproduces_the_training_results(trained, tmp_path):
     saved = json.loads((tmp_path / "eval/results.json").read_text())
     assert saved["test"] == results["test"] and saved["tta"] == "none"
     assert (tmp_path / "eval/confusion_test.png").is_file()
+
+
+def test_eval_takes_a_run_folder_best_and_last_and_flags_synthetic_training(trained,
+                                                                           tmp_path):
+    run, best, results = trained
+    evaluated = run_eval(tmp_path, f"ckpt_path={run}")
+    assert evaluated["checkpoint"] == str(best) and evaluated["test"] == results["test"]
+    assert evaluated["warnings"] == [
+        f"{best} was trained on synthetic faces (data=synthetic): a pipeline demo, not an "
+        f"emotion model for photos; {REAL_MODEL_HINT}"]
+    saved = json.loads((tmp_path / "eval/results.json").read_text())
+    assert saved["warnings"] == evaluated["warnings"]
+    newest = run_eval(tmp_path, "ckpt_path=best", f"paths.log_dir={run.parent}")
+    assert newest["checkpoint"] == str(best)
+    last = run_eval(tmp_path, "ckpt_path=last", f"paths.log_dir={run.parent}")
+    assert last["checkpoint"] == str(run / "checkpoints/last.ckpt")
+    with pytest.raises(ConfigError, match=r"ckpt_path=best.ckpt: no such file or folder"):
+        run_eval(tmp_path, "ckpt_path=best.ckpt")
 
 
 def test_eval_with_ten_crop_test_time_augmentation(trained, tmp_path):
