@@ -115,3 +115,12 @@ def test_no_file_cites_internal_notes_or_seed_numbers():
             if INTERNAL.search(line)]
     assert hits == [], "name papers by method and authors, explanations go to docs/:\n" + \
         "\n".join(hits)
+
+
+def test_checkpoint_examples_name_handles_that_exist():
+    """Training writes best-epochNNN.ckpt; `best.ckpt` in an example never exists. Examples
+    use the handles eval / predict / export resolve (best, last, a run folder) or a path."""
+    never_written = {"best.ckpt", "last.ckpt", "best.onnx"}
+    for page in [*MARKDOWN, *sorted((ROOT / "fer_lightning/conf").glob("*.yaml"))]:
+        for value in re.findall(r"ckpt_path=([^\s`'\")\]]+)", page.read_text()):
+            assert value not in never_written, f"{page.name}: ckpt_path={value}"
