@@ -44,6 +44,7 @@ from torch import nn
 from fer_lightning import checkpoint as ckpt
 from fer_lightning.checks import check_choice
 from fer_lightning.config import ConfigError
+from fer_lightning.handles import resolve_checkpoint
 from fer_lightning.inference import ONNX_METADATA_KEY, OnnxRunner, TorchRunner, TrainedModel
 from fer_lightning.tta import TestTimeAugmentation
 
@@ -220,6 +221,7 @@ def export(cfg: DictConfig) -> ExportReport:
     from rich.console import Console
 
     check_choice("format", cfg.format, FORMATS)
+    cfg.ckpt_path = str(resolve_checkpoint(cfg.ckpt_path, cfg.paths.log_dir))  # handles
     images = None
     if cfg.get("parity_input"):
         from fer_lightning.predict import collect_inputs, load_image

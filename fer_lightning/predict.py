@@ -46,6 +46,7 @@ from fer_lightning.config import ConfigError, user_error_exit
 from fer_lightning.data.dataset import image_to_tensor
 from fer_lightning.data.landmarks.base import MissingBackendError
 from fer_lightning.data.landmarks.face_crop import DETECTORS, Face, FaceCropper
+from fer_lightning.handles import resolve_checkpoint
 from fer_lightning.inference import TrainedModel
 from fer_lightning.tta import TestTimeAugmentation, average_views
 
@@ -481,6 +482,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import Progress
 
+    cfg.ckpt_path = str(resolve_checkpoint(cfg.ckpt_path, cfg.paths.log_dir, (".ckpt", ".onnx")))
     inputs = collect_inputs(cfg.input)
     try:
         predictor = Predictor.from_checkpoint(

@@ -201,6 +201,24 @@ def test_predict_command_on_a_folder(plain_checkpoint, tmp_path):
     assert (tmp_path / "out/annotated/people/grace.jpg").is_file()
 
 
+def test_predict_and_export_take_a_run_folder_and_last(trained, tmp_path):
+    from fer_lightning.export import export
+
+    run, best, _ = trained
+    Image.fromarray(astronaut(160)).save(tmp_path / "astronaut.png")
+    summary = predict(predict_config(tmp_path, f"ckpt_path={run}",
+                                     f"input={tmp_path / 'astronaut.png'}", "detect=false"))
+    assert summary["faces"] == 1
+    cfg = compose_config(["ckpt_path=last", f"paths.log_dir={run.parent}",
+                          f"out={tmp_path / 'last.onnx'}", "detect=false"], tmp_path / "export",
+                         config_name="export")
+    report = export(cfg)
+    assert report.path == tmp_path / "last.onnx" and cfg.ckpt_path == str(
+        run / "checkpoints/last.ckpt")
+    with pytest.raises(ConfigError, match=r"ckpt_path=best.ckpt: no such file or folder"):
+        predict(predict_config(tmp_path, "ckpt_path=best.ckpt", f"input={tmp_path}"))
+
+
 def write_clip(path: Path, frames: int = 6) -> Path:
     """A short H.264 clip of the astronaut drifting to the right."""
     import av
