@@ -46,7 +46,7 @@ from fer_lightning.config import ConfigError, user_error_exit
 from fer_lightning.data.dataset import image_to_tensor
 from fer_lightning.data.landmarks.base import MissingBackendError
 from fer_lightning.data.landmarks.face_crop import DETECTORS, Face, FaceCropper
-from fer_lightning.handles import resolve_checkpoint
+from fer_lightning.handles import resolve_checkpoint, synthetic_warning, trained_on_synthetic
 from fer_lightning.inference import TrainedModel
 from fer_lightning.tta import TestTimeAugmentation, average_views
 
@@ -492,6 +492,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             batch_size=int(cfg.batch_size), tta=str(cfg.tta), tta_crop=float(cfg.tta_crop))
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    console = Console(soft_wrap=True)
+    backend, warnings = backend_line(predictor), model_warnings(predictor.model, cfg.ckpt_path)
+    console.print(f"backend: {backend}", highlight=False, markup=False)
+    for warning in warnings:
+        console.print(f"warning: {warning}", style="bold yellow", highlight=False, markup=False)
     out = Path(cfg.out)
     with Progress(transient=False, disable=not cfg.get("progress", True)) as progress:
         run = PredictRun(predictor, out, int(cfg.every), bool(cfg.annotate), progress)
@@ -512,8 +517,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
                "skipped": [str(p) for p in inputs.skipped],
                "labels": {key[6:]: n for key, n in sorted(counts.items())
                           if key.startswith("label:")},
-               "predictions": str(run.writer.csv_path)}
-    console = Console(soft_wrap=True)
+               "predictions": str(run.writer.csv_path), "backend": backend,
+               "warnings": warnings}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     console.print(f"{summary['images']} images / frames: {summary['faces']} faces, "
                   f"{summary['no_face']} without a face, {summary['unreadable']} unreadable")
     if inputs.skipped:
@@ -521,8 +527,26 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
                       f"videos: {', '.join(map(str, inputs.skipped[:5]))}"
                       f"{' ...' if len(inputs.skipped) > 5 else ''}")
     console.print(f"labels: {summary['labels']}")
-    console.print(f"predictions: {run.writer.csv_path} and {run.writer.jsonl_path}")
+    console.print(f"predictions: {run.writer.csv_path} and {run.writer.jsonl_path} "
+                  f"(counts: {out / 'summary.json'})", highlight=False, markup=False)
     return summary
+
+
+def backend_line(predictor: Predictor) -> str:
+    """Which engine ran the net, where, and on which file (what predict prints first)."""
+    runner = predictor.model.runner
+    if getattr(runner, "backend", "torch") == "onnx":
+        return f"onnx (onnxruntime on the CPU, {runner.path})"
+    return f"torch (PyTorch on {runner.device})"
+
+
+def model_warnings(model: TrainedModel, checkpoint: str | Path) -> list[str]:
+    """What a user must know before trusting the labels: a demo checkpoint trained on
+    synthetic faces."""
+    trained = model.metadata
+    if trained_on_synthetic(trained.get("config"), trained.get("choices")):
+        return [synthetic_warning(checkpoint)]
+    return []
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")

@@ -209,6 +209,13 @@ def test_predict_and_export_take_a_run_folder_and_last(trained, tmp_path):
     summary = predict(predict_config(tmp_path, f"ckpt_path={run}",
                                      f"input={tmp_path / 'astronaut.png'}", "detect=false"))
     assert summary["faces"] == 1
+    # which engine ran, and that a synthetic-faces checkpoint is a demo: said and written
+    assert summary["backend"] == "torch (PyTorch on cpu)"
+    assert summary["warnings"] == [f"{best} was trained on synthetic faces (data=synthetic): "
+                                   f"a pipeline demo, not an emotion model for photos; "
+                                   f"{REAL_MODEL_HINT}"]
+    assert json.loads((tmp_path / "out/summary.json").read_text())["warnings"] == \
+        summary["warnings"]
     cfg = compose_config(["ckpt_path=last", f"paths.log_dir={run.parent}",
                           f"out={tmp_path / 'last.onnx'}", "detect=false"], tmp_path / "export",
                          config_name="export")
