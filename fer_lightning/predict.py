@@ -136,10 +136,12 @@ class Predictor:
         """A predictor for a ``.ckpt`` (run with PyTorch, or with onnxruntime when
         ``backend="onnx"``: ``onnx_path``, default ``<checkpoint>.onnx``, exported now if
         missing or older than the checkpoint) or for an ``.onnx`` file from ``export``.
+        ``path`` may also be a run folder (its best checkpoint) or ``best`` / ``last``
+        (the newest training run under ./logs), as ``ckpt_path=`` of the command.
         ``landmarks`` replaces the run's landmark backend (dlib | mediapipe | mtcnn);
         ``options`` go to the constructor."""
         check_choice("backend", backend, BACKENDS)
-        path = Path(path).expanduser()
+        path = resolve_checkpoint(path, Path("logs"), (".ckpt", ".onnx"))
         if path.suffix == ".onnx":
             return cls(TrainedModel.from_onnx(path, landmarks), **options)
         if backend == "onnx":
@@ -161,19 +163,22 @@ class Predictor:
         return [Face(whole, math.nan, image, whole)]
 
     def predict(self, image: str | Path | Image.Image | np.ndarray) -> list[FacePrediction]:
-        """The faces of one image (a path, a PIL image or an RGB / grey uint8 array)."""
+        """The faces of one image (a path, a PIL image or an RGB / grey uint8 array),
+        largest first; ``[]`` for an image without a face (the command's ``no_face`` row)."""
         return self.predict_many([image])[0]
 
     def predict_many(self, images: Sequence[str | Path | Image.Image | np.ndarray]
                      ) -> list[list[FacePrediction]]:
         """The faces of each image, detected one image at a time and classified in
         batches of ``batch_size`` faces."""
-        per_image = [self.faces(load_image(image)) for image in images]
+        loaded = [load_image(image) for image in images]
+        per_image = [self.faces(image) for image in loaded]
         flat = [face for faces in per_image for face in faces]
         probabilities, found = self.classify(flat)
         predictions, start = [], 0
-        for faces in per_image:
-            predictions.append([self._prediction(face, probabilities[start + i], found[start + i])
+        for image, faces in zip(loaded, per_image, strict=True):
+            predictions.append([self._prediction(face, probabilities[start + i], found[start + i],
+                                                 image.shape[:2])
                                 for i, face in enumerate(faces)])
             start += len(faces)
         return predictions
@@ -210,12 +215,25 @@ class Predictor:
         device = model.runner.device
         return {key: value.to(device) for key, value in batch.items()}, found
 
-    def _prediction(self, face: Face, probabilities: np.ndarray, found: bool | None
-                    ) -> FacePrediction:
+    def _prediction(self, face: Face, probabilities: np.ndarray, found: bool | None,
+                    shape: tuple[int, int]) -> FacePrediction:
         scores = {name: float(p) for name, p in zip(self.class_names, probabilities, strict=True)}
-        return FacePrediction(tuple(float(v) for v in face.box),
-                              None if math.isnan(face.score) else face.score,
+        return FacePrediction(image_box(face.box, shape),
+                              None if math.isnan(face.score) else float(face.score),
                               self.class_names[int(np.argmax(probabilities))], scores, found)
+
+
+def image_box(box: Sequence[float], shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A detector's box (xyxy) clipped to the image of ``shape`` (height, width): MTCNN
+    reports boxes that reach past the border for faces at the edge."""
+    height, width = shape
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return (min(max(x0, 0.0), width), min(max(y0, 0.0), height),
+            min(max(x1, 0.0), width), min(max(y1, 0.0), height))
+
+
+#: Annotated copies of smaller images are enlarged to about this many pixels (longer side).
+ANNOTATED_SIDE = 256
 
 
 # -- inputs ----------------------------------------------------------------------------
@@ -305,16 +323,17 @@ class PredictionWriter:
             self._emit({**where, "status": status}, {**where, "status": status})
             return
         for index, face in enumerate(faces):
+            score = None if face.score is None else round(face.score, 4)
             self.counts["faces"] += 1
             self.counts[f"label:{face.label}"] += 1
             record = {**where, "face": index, "box": [round(v, 2) for v in face.box],
-                      "score": face.score, "label": face.label,
+                      "score": score, "label": face.label,
                       "confidence": round(face.confidence, 6),
                       "probabilities": {k: round(v, 6) for k, v in face.probabilities.items()},
                       "landmarks_found": face.landmarks_found, "status": "ok"}
             row = {**where, "face": index, **dict(zip(("x0", "y0", "x1", "y1"), record["box"],
                                                        strict=True)),
-                   "score": face.score, "label": face.label, "confidence": record["confidence"],
+                   "score": score, "label": face.label, "confidence": record["confidence"],
                    **{f"p_{k}": v for k, v in record["probabilities"].items()},
                    "landmarks_found": face.landmarks_found, "status": "ok"}
             self._emit(row, record)
@@ -329,20 +348,34 @@ class PredictionWriter:
 
 
 def annotate(image: np.ndarray, faces: Sequence[FacePrediction]) -> np.ndarray:
-    """``image`` with each face's box and "label probability" drawn on it."""
+    """``image`` with each face's box and "label probability" drawn on it. An image under
+    ANNOTATED_SIDE pixels on its longer side is first enlarged by a whole factor (nearest
+    neighbour), so the label is legible; the label goes above the box, else below it, else
+    inside it, always within the image."""
     canvas = Image.fromarray(image).convert("RGB")
+    scale = max(1, math.ceil(ANNOTATED_SIDE / max(canvas.size)))
+    if scale > 1:
+        canvas = canvas.resize((canvas.width * scale, canvas.height * scale), Image.NEAREST)
     draw = ImageDraw.Draw(canvas)
     width = max(1, round(max(canvas.size) / 250))
     font = ImageFont.load_default(size=max(10, round(max(canvas.size) / 40)))
     for face in faces:
-        x0, y0, x1, y1 = face.box
+        x0, y0, x1, y1 = (v * scale for v in face.box)
         draw.rectangle((x0, y0, x1, y1), outline=(255, 64, 64), width=width)
         text = f"{face.label} {face.confidence:.2f}"
-        left, top, right, bottom = draw.textbbox((x0, y0), text, font=font)
-        top_y = y0 - (bottom - top) - 2 * width if y0 - (bottom - top) > 0 else y1 + width
-        draw.rectangle((x0, top_y, x0 + right - left + 2 * width, top_y + bottom - top
-                        + 2 * width), fill=(255, 64, 64))
-        draw.text((x0 + width, top_y + width - (top - y0)), text, fill=(255, 255, 255), font=font)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        label_w, label_h = right - left + 2 * width, bottom - top + 2 * width
+        if y0 - label_h >= 0:
+            label_y = y0 - label_h
+        elif y1 + label_h <= canvas.height:
+            label_y = y1
+        else:
+            label_y = max(0.0, y0)
+        label_x = max(0.0, min(x0, canvas.width - label_w))
+        draw.rectangle((label_x, label_y, label_x + label_w, label_y + label_h),
+                       fill=(255, 64, 64))
+        draw.text((label_x + width - left, label_y + width - top), text, fill=(255, 255, 255),
+                  font=font)
     return np.asarray(canvas)
 
 

@@ -300,3 +300,33 @@ def test_tta_views_move_landmarks_with_the_pixels():
     mirror, mirrored_points = views(image, points, "flip")[1]
     back, back_points = views(mirror, mirrored_points, "flip")[1]
     assert torch.equal(back, image) and torch.allclose(back_points, points)
+
+
+def _face(box, score=0.999123456, label="happy"):
+    from fer_lightning.predict import FacePrediction
+
+    return FacePrediction(box, score, label, {name: 1 / 7 for name in FER2013} | {label: 0.97})
+
+
+def test_annotation_labels_a_small_face_inside_the_image():
+    from fer_lightning.predict import annotate
+
+    small = np.full((25, 25, 3), 90, np.uint8)  # a 25 px face crop, the whole image its box
+    drawn = annotate(small, [_face((0.0, 0.0, 25.0, 25.0))])
+    assert max(drawn.shape[:2]) >= 200, "a small image is enlarged for a legible label"
+    white = (drawn[..., 1] > 200).sum()  # the text: white on the red label (green 64)
+    assert white > 20, "the label text is not drawn"
+    label_fill = (drawn == (255, 64, 64)).all(axis=2)[3:-3, 3:-3]  # inside the box outline
+    assert label_fill.sum() > 200, "no label box inside the image"
+
+
+def test_predicted_boxes_lie_inside_the_image_and_scores_are_rounded(tmp_path):
+    from fer_lightning.predict import PredictionWriter, image_box
+
+    assert image_box((-3.5, -0.2, 130.0, 90.0), (80, 120)) == (0.0, 0.0, 120.0, 80.0)
+    writer = PredictionWriter(tmp_path, FER2013)
+    writer.write("a.png", None, None, [_face((1.0, 2.0, 3.0, 4.0))])
+    writer.close()
+    [row] = read_rows(tmp_path / "predictions.csv")
+    assert row["score"] == "0.9991"
+    assert json.loads((tmp_path / "predictions.jsonl").read_text())["score"] == 0.9991
