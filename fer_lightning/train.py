@@ -224,9 +224,12 @@ def save_resolved_config(cfg: DictConfig, output_dir: Path) -> None:
 
 @rank_zero_only
 def print_results(results: dict[str, Any]) -> None:
-    """A small table of the final val / test metrics, then where the results and the
-    checkpoints are and the commands that use them."""
-    table = Table(title=f"{results['task_name']}: best checkpoint")
+    """A small table of the final val / test metrics, then where the results are; after
+    training also its checkpoints and the commands that use them. Eval's table is headed
+    by the checkpoint, split and test-time augmentation it evaluated."""
+    evaluated = "tta" in results  # eval's results
+    title = f"{results['task_name']}: best checkpoint"
+    table = Table(title=None if evaluated else title)
     stages = [stage for stage in ("val", "test") if stage in results]
     table.add_column("metric")
     for stage in stages:
@@ -234,9 +237,15 @@ def print_results(results: dict[str, Any]) -> None:
     for name in SCALAR_METRICS:
         table.add_row(name, *[f"{results[stage]['metrics'][name]:.4f}" for stage in stages])
     console = console_for(table)
+    if evaluated:
+        console.print(f"{results['task_name']}: {results['checkpoint']}, {results['split']} "
+                      f"split, tta={results['tta']}", soft_wrap=True, highlight=False,
+                      markup=False)
     console.print(table)
-    for line in [f"results: {results['output_dir']}/results.json",
-                 *next_steps(results["output_dir"], results.get("checkpoint"))]:
+    lines = [f"results: {results['output_dir']}/results.json"]
+    if not evaluated:
+        lines += next_steps(results["output_dir"], results.get("checkpoint"))
+    for line in lines:
         console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 

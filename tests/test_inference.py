@@ -330,3 +330,11 @@ def test_predicted_boxes_lie_inside_the_image_and_scores_are_rounded(tmp_path):
     [row] = read_rows(tmp_path / "predictions.csv")
     assert row["score"] == "0.9991"
     assert json.loads((tmp_path / "predictions.jsonl").read_text())["score"] == 0.9991
+
+
+def test_eval_table_names_the_checkpoint_split_and_tta(trained, tmp_path, capsys):
+    _, best, _ = trained
+    run_eval(tmp_path, f"ckpt_path={best}", "tta=flip")
+    out = capsys.readouterr().out
+    assert f"eval: {best}, test split, tta=flip\n" in out
+    assert "evaluate it:" not in out  # the next steps are training's
