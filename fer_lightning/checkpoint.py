@@ -34,7 +34,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning import __version__
-from fer_lightning.config import ConfigError, build_net
+from fer_lightning.config import build_net
+from fer_lightning.errors import CheckpointError, ConfigError
 
 #: Bumped when the layout of ``checkpoint["fer_lightning"]`` changes incompatibly.
 FORMAT_VERSION = 1
@@ -59,8 +60,7 @@ CANONICAL_CLASS = {
 }
 
 
-class CheckpointError(ConfigError):
-    """A checkpoint file that cannot be used; the message names the file and why."""
+# ``CheckpointError`` lives on the ground floor (fer_lightning.errors); imported from here too.
 
 
 def register_safe_globals() -> None:

@@ -23,6 +23,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fer_lightning.checks import check_choice
+from fer_lightning.errors import ConfigError, error_line
 from fer_lightning.nets.base import FERNet
 from fer_lightning.report.labels import run_label
 from fer_lightning.slurm import slurm_gpus, slurm_tasks
@@ -64,15 +65,10 @@ def compose_config(overrides: Sequence[str], output_dir: str | Path,
     return cfg
 
 
-class ConfigError(ValueError):
-    """A config value or combination that cannot run; the message names the key."""
-
-
 def user_error_exit(error: Exception) -> SystemExit:
-    """What an entry point raises for a ``ConfigError`` or a ``DatasetError``: the message
-    alone, prefixed with the kind of error (no traceback, exit status 1)."""
-    kind = "Config" if isinstance(error, ConfigError) else "Dataset"
-    return SystemExit(f"{kind} error: {error}")
+    """What an entry point raises for a user error: the message alone, prefixed with the
+    kind of error (``errors.FerError.prefix``; no traceback, exit status 1)."""
+    return SystemExit(error_line(error))
 
 
 def check_task_name(task_name: Any) -> str:

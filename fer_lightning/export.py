@@ -43,7 +43,7 @@ from torch import nn
 
 from fer_lightning import checkpoint as ckpt
 from fer_lightning.checks import check_choice
-from fer_lightning.config import ConfigError
+from fer_lightning.errors import ConfigError, ExportError
 from fer_lightning.inference import ONNX_METADATA_KEY, OnnxRunner, TorchRunner, TrainedModel
 from fer_lightning.tta import TestTimeAugmentation
 
@@ -52,10 +52,6 @@ log = logging.getLogger(__name__)
 FORMATS = ("onnx",)
 OPSET = 17
 TOLERANCE = 1e-4
-
-
-class ExportError(ConfigError):
-    """An export that failed or does not match PyTorch; the message says by how much."""
 
 
 class PositionalNet(nn.Module):

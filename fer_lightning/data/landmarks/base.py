@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from fer_lightning.errors import MissingPackage
+
 #: ``make setup`` installs every backend this way; the error of a missing one repeats it.
 INSTALL = {
     "dlib": "pip install dlib-bin face-recognition-models",
@@ -27,7 +29,7 @@ INSTALL = {
 }
 
 
-class MissingBackendError(ImportError):
+class MissingBackendError(MissingPackage):
     """A landmark backend's package is not installed; the message names the install command."""
 
 

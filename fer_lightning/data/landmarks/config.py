@@ -22,6 +22,7 @@ from typing import Any
 
 from fer_lightning.data.landmarks.face_crop import DETECTORS, SELECT
 from fer_lightning.data.landmarks.schema import GROUPS
+from fer_lightning.errors import ConfigError
 
 #: What a network may consume (the net's ``landmark_encoding``), see data/encodings.py.
 ENCODINGS = ("overlay", "heatmap", "coords", "regions")
@@ -32,10 +33,7 @@ POLICIES = ("mean_shape", "drop")
 
 
 def config_error(message: str) -> ValueError:
-    """A ``fer_lightning.config.ConfigError`` (imported on demand: that module pulls in
-    torch and Hydra, which the cache's worker processes do not need)."""
-    from fer_lightning.config import ConfigError
-
+    """A :class:`fer_lightning.errors.ConfigError` for ``message``."""
     return ConfigError(message)
 
 

@@ -13,6 +13,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from fer_lightning.errors import DatasetError  # noqa: F401  (re-exported)
+
 SPLITS = ("train", "val", "test")
 
 
@@ -20,10 +22,7 @@ class SplitUnavailableError(ValueError):
     """The requested split does not exist in this form of the dataset (e.g. no labels)."""
 
 
-class DatasetError(ValueError):
-    """The dataset on disk cannot be trained on as configured (an empty split, one class,
-    an undecodable listed image, a file in an unreadable encoding). The message names the
-    dataset or file, the split and what was expected."""
+# ``DatasetError`` lives on the ground floor (fer_lightning.errors); imported from here too.
 
 
 @dataclass
