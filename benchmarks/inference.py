@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.run import RESULTS, machine
-from fer_lightning.checkpoint import write_checkpoint
+from fer_lightning.build import write_checkpoint
 from fer_lightning.config import compose_config
 
 FER_PYTHON = Path("/work/bench-venvs/fer/bin/python")

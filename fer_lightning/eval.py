@@ -34,22 +34,17 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from fer_lightning import checkpoint as ckpt
-from fer_lightning.config import (
-    ConfigError,
-    build_net,
-    check_config,
-    compose_config,
-    user_error_exit,
-)
-from fer_lightning.data.sources.base import DatasetError, SplitUnavailableError
-from fer_lightning.train import (
+from fer_lightning.build import (
     build_datamodule_or_hint,
     build_loss,
     build_module,
+    build_net,
     build_trainer,
-    print_results,
-    write_json,
 )
+from fer_lightning.config import check_config, compose_config, user_error_exit
+from fer_lightning.data.sources.base import SplitUnavailableError
+from fer_lightning.errors import ConfigError, DatasetError
+from fer_lightning.results import print_results, write_json
 from fer_lightning.tta import TestTimeAugmentation, TestTimeAugmentedNet, num_views
 
 log = logging.getLogger(__name__)

@@ -42,6 +42,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from fer_lightning import checkpoint as ckpt
+from fer_lightning.build import build_trained_net
 from fer_lightning.checks import check_choice
 from fer_lightning.errors import ConfigError, ExportError
 from fer_lightning.inference import ONNX_METADATA_KEY, OnnxRunner, TorchRunner, TrainedModel
@@ -136,7 +137,7 @@ def export_onnx(checkpoint_path: str | Path, out: str | Path | None = None,
     with ``.onnx``), add the metadata and check parity (module docstring)."""
     checkpoint_path = Path(checkpoint_path).expanduser()
     checkpoint = ckpt.load_checkpoint(checkpoint_path)
-    net = ckpt.build_trained_net(checkpoint)
+    net = build_trained_net(checkpoint)
     model = TrainedModel(ckpt.stored_config(checkpoint), ckpt.class_names(checkpoint),
                          TorchRunner(net), checkpoint[ckpt.METADATA_KEY])
     inputs, source = parity_inputs(model, images, detect)

@@ -29,11 +29,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from fer_lightning import checkpoint as ckpt
-from fer_lightning.config import ConfigError, net_class
+from fer_lightning.build import build_trained_net, net_class
 from fer_lightning.data.landmarks.base import Extractor
 from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.landmarks.pipeline import LandmarkPipeline, build_pipeline
 from fer_lightning.data.transforms import BatchTransform
+from fer_lightning.errors import ConfigError
 
 #: The batch key each landmark encoding produces for the net (``regions`` are targets).
 ENCODING_INPUT = {"overlay": "image", "heatmap": "landmark_map", "coords": "coords",
@@ -193,7 +194,7 @@ class TrainedModel:
                         landmarks_backend: str | None = None) -> TrainedModel:
         """The PyTorch net of a ``.ckpt`` file (read with ``checkpoint.load_checkpoint``)."""
         checkpoint = ckpt.load_checkpoint(path)
-        net = ckpt.build_trained_net(checkpoint)
+        net = build_trained_net(checkpoint)
         return cls(ckpt.stored_config(checkpoint), ckpt.class_names(checkpoint),
                    TorchRunner(net, device), checkpoint[ckpt.METADATA_KEY], landmarks_backend)
 

@@ -25,7 +25,7 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
-from fer_lightning.config import ConfigError
+from fer_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

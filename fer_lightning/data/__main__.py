@@ -21,11 +21,13 @@ from pathlib import Path
 
 from hydra.errors import InstantiationException
 
-from fer_lightning.config import ConfigError, compose_config
+from fer_lightning.build import build_datamodule
+from fer_lightning.config import compose_config
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.preview import write_preview
 from fer_lightning.data.summary import render, summarize
+from fer_lightning.errors import ConfigError
 
 COMMANDS = ("preview", "summary")
 OPTIONS = {"out": "preview.png", "split": "train", "per_class": "8", "format": "text"}
@@ -54,8 +56,6 @@ def parse(argv: Sequence[str]) -> tuple[str, dict[str, str], list[str]]:
 
 def datamodule_from_overrides(overrides: list[str]) -> FERDataModule:
     """The FERDataModule that ``python -m fer_lightning <overrides>`` would train on."""
-    from fer_lightning.train import build_datamodule
-
     return build_datamodule(compose_config(overrides, Path.cwd()))
 
 
