@@ -44,8 +44,8 @@ from fer_lightning.build import (
 from fer_lightning.config import check_config, compose_config, user_error_exit
 from fer_lightning.data.sources.base import SplitUnavailableError
 from fer_lightning.errors import ConfigError, DatasetError
+from fer_lightning.inference.tta import TestTimeAugmentation, TestTimeAugmentedNet, num_views
 from fer_lightning.results import print_results, write_json
-from fer_lightning.tta import TestTimeAugmentation, TestTimeAugmentedNet, num_views
 
 log = logging.getLogger(__name__)
 

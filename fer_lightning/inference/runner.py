@@ -45,6 +45,21 @@ GROUNDTRUTH_STANDIN = "dlib"
 ONNX_METADATA_KEY = "fer_lightning"
 
 
+def onnx_file_for(checkpoint_path: str | Path, onnx_path: str | Path | None = None) -> Path:
+    """The ONNX export of a checkpoint: ``onnx_path``, default the checkpoint's path with
+    ``.onnx``."""
+    checkpoint_path = Path(checkpoint_path).expanduser()
+    return checkpoint_path.with_suffix(".onnx") if onnx_path is None else Path(onnx_path)
+
+
+def onnx_is_current(checkpoint_path: str | Path, onnx_path: Path) -> bool:
+    """Whether ``onnx_path`` exists and is not older than the checkpoint it exports."""
+    checkpoint_path = Path(checkpoint_path).expanduser()
+    return onnx_path.is_file() and not (
+        checkpoint_path.is_file()
+        and onnx_path.stat().st_mtime < checkpoint_path.stat().st_mtime)
+
+
 def input_pipelines(cfg: DictConfig) -> tuple[nn.Module, LandmarkPipeline | None]:
     """(the run's batch transform, its landmark pipeline or None), built from the stored
     config the way the datamodule and the landmark cache build them: the transform
