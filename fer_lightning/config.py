@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from fer_lightning.build import build_net, net_class  # noqa: F401  (also importable here)
 from fer_lightning.checks import check_choice
 from fer_lightning.errors import ConfigError, error_line
-from fer_lightning.report.labels import run_label
+from fer_lightning.labels import run_label
 from fer_lightning.slurm import slurm_gpus, slurm_tasks
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
