@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmarks.run import RESULTS, machine
+from benchmarks.common import RESULTS, machine
 from fer_lightning.build import write_checkpoint
 from fer_lightning.config import compose_config
 

@@ -1,6 +1,7 @@
 """Media I/O of inference: reading images (EXIF-upright), listing the images and videos
-an ``input=`` path names, decoding and encoding video (PyAV), the prediction rows
-(``predictions.csv`` / ``.jsonl``) and annotated copies. Knows nothing of nets."""
+an ``input=`` path names, decoding and encoding video (PyAV), one face's prediction
+(:class:`FacePrediction`), the prediction rows (``predictions.csv`` / ``.jsonl``) and
+annotated copies. Knows nothing of nets."""
 
 from __future__ import annotations
 
@@ -10,16 +11,12 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from fer_lightning.errors import ConfigError
-
-if TYPE_CHECKING:  # annotations only: the predictor imports this module
-    from fer_lightning.inference.predictor import FacePrediction
-
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm")
@@ -204,3 +201,21 @@ class VideoWriter:
         for packet in self.stream.encode():
             self.container.mux(packet)
         self.container.close()
+
+
+@dataclass
+class FacePrediction:
+    """One face: its box (xyxy pixels of the image; the whole image with detect=false),
+    the detector's score (None with detect=false), the label and every class's
+    probability; ``landmarks_found`` is None when the model uses no landmarks."""
+
+    box: tuple[float, float, float, float]
+    score: float | None
+    label: str
+    probabilities: dict[str, float]
+    landmarks_found: bool | None = None
+
+    @property
+    def confidence(self) -> float:
+        """The probability of the predicted label."""
+        return self.probabilities[self.label]

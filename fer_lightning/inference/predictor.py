@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from fer_lightning.checks import check_choice
 from fer_lightning.data.dataset import image_to_tensor
 from fer_lightning.data.landmarks.face_crop import DETECTORS, Face, FaceCropper
 from fer_lightning.errors import CheckpointError
-from fer_lightning.inference.media import load_image
+from fer_lightning.inference.media import FacePrediction, load_image
 from fer_lightning.inference.runner import TrainedModel, onnx_file_for, onnx_is_current
 from fer_lightning.inference.tta import TestTimeAugmentation, average_views
 
@@ -53,25 +52,6 @@ DEFAULT_DETECTOR = "mtcnn"
 
 #: Crop margin per detector for models trained on pre-cropped faces (module docstring).
 PRECROPPED_MARGIN = {"mtcnn": 0.05, "hog": 0.15}
-
-
-
-@dataclass
-class FacePrediction:
-    """One face: its box (xyxy pixels of the image; the whole image with detect=false),
-    the detector's score (None with detect=false), the label and every class's
-    probability; ``landmarks_found`` is None when the model uses no landmarks."""
-
-    box: tuple[float, float, float, float]
-    score: float | None
-    label: str
-    probabilities: dict[str, float]
-    landmarks_found: bool | None = None
-
-    @property
-    def confidence(self) -> float:
-        """The probability of the predicted label."""
-        return self.probabilities[self.label]
 
 
 
