@@ -41,9 +41,10 @@ from fer_lightning.build import (
     build_net,
     build_trainer,
 )
-from fer_lightning.config import check_config, compose_config, user_error_exit
+from fer_lightning.cli import run_command
+from fer_lightning.config import check_config, compose_config
 from fer_lightning.data.sources.base import SplitUnavailableError
-from fer_lightning.errors import ConfigError, DatasetError
+from fer_lightning.errors import ConfigError
 from fer_lightning.inference.tta import TestTimeAugmentation, TestTimeAugmentedNet, num_views
 from fer_lightning.results import print_results, write_json
 
@@ -261,10 +262,7 @@ def trained_module(run: DictConfig, checkpoint: Mapping[str, Any], class_names: 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def _hydra_main(cfg: DictConfig) -> None:
-    try:
-        evaluate(cfg)
-    except (ConfigError, DatasetError) as error:
-        raise user_error_exit(error) from None
+    run_command(lambda: evaluate(cfg))
 
 
 def with_checkpoint_choices(arguments: Sequence[str]) -> list[str]:
@@ -289,10 +287,7 @@ def compose_eval_config(overrides: Sequence[str], output_dir: str | Path) -> Dic
 def main() -> None:
     """``python -m fer_lightning.eval``: insert the checkpoint's group options into the
     command line (module docstring), then run the Hydra app."""
-    try:
-        sys.argv[1:] = with_checkpoint_choices(sys.argv[1:])
-    except ConfigError as error:
-        raise user_error_exit(error) from None
+    sys.argv[1:] = run_command(lambda: with_checkpoint_choices(sys.argv[1:]))
     _hydra_main()
 
 

@@ -12,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from fer_lightning.checks import check_choice
+from fer_lightning.cli import run_command
 from fer_lightning.errors import ConfigError, ExportError  # noqa: F401  (ExportError re-exported)
 from fer_lightning.inference.media import collect_inputs, load_image
 from fer_lightning.inference.onnx_export import (  # noqa: F401  (also importable from here)
@@ -54,10 +55,7 @@ def export(cfg: DictConfig) -> ExportReport:
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point; errors end with their message and exit status 1."""
-    try:
-        export(cfg)
-    except (ConfigError, ValueError) as error:
-        raise SystemExit(f"Export error: {error}") from None
+    run_command(lambda: export(cfg), also=(ValueError,), prefix=ExportError.prefix)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from fer_lightning.checks import check_choice
-from fer_lightning.config import user_error_exit
-from fer_lightning.data.landmarks.base import MissingBackendError
+from fer_lightning.cli import run_command
 from fer_lightning.errors import ConfigError
 from fer_lightning.inference.media import (  # noqa: F401  (the media API, also importable here)
     IMAGE_SUFFIXES,
@@ -210,12 +209,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point; config and checkpoint errors end with their message, exit 1."""
-    try:
-        predict(cfg)
-    except ConfigError as error:
-        raise user_error_exit(error) from None
-    except MissingBackendError as error:  # a face detector / landmark package not installed
-        raise SystemExit(f"Missing package: {error}") from None
+    run_command(lambda: predict(cfg))
 
 
 if __name__ == "__main__":

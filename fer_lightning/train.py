@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import signal
 import time
 import warnings
 from pathlib import Path
@@ -36,8 +35,8 @@ from fer_lightning.build import (  # noqa: F401  (build_* also importable from h
 )
 from fer_lightning.callbacks import LastCheckpoint
 from fer_lightning.checkpoint import check_checkpoint_classes
-from fer_lightning.config import check_config, check_hardware, user_error_exit
-from fer_lightning.errors import ConfigError, DatasetError
+from fer_lightning.cli import run_command
+from fer_lightning.config import check_config, check_hardware
 from fer_lightning.results import (  # noqa: F401  (also importable from here)
     print_results,
     run_record,
@@ -173,15 +172,14 @@ def main(cfg: DictConfig) -> float | None:
     run with its message alone (no traceback) and exit status 1, SIGTERM with status 143
     after writing last.ckpt."""
     configure_run_logging()
-    try:
-        return optimized_value(cfg, train(cfg))
-    except (ConfigError, DatasetError) as error:
+
+    def user_error(error: Exception) -> None:
         log_crash(error, traceback=False)
         remove_unused_run_dir(Path(HydraConfig.get().runtime.output_dir).resolve(),
                               Path(cfg.paths.log_dir).resolve())
-        raise user_error_exit(error) from None
-    except SIGTERMException:
-        raise SystemExit(128 + signal.SIGTERM) from None
+
+    try:
+        return run_command(lambda: optimized_value(cfg, train(cfg)), on_user_error=user_error)
     except (Exception, KeyboardInterrupt) as error:
         log_crash(error)  # train.log says why the run stopped; Hydra prints the traceback
         raise
