@@ -98,8 +98,9 @@ def test_predictor_never_exports(tmp_path):
 
 def test_every_console_script_names_a_command_entry_point():
     import importlib
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())[
         "project"]["scripts"]
@@ -108,3 +109,10 @@ def test_every_console_script_names_a_command_entry_point():
     for target in scripts.values():
         module, _, name = target.partition(":")
         assert callable(getattr(importlib.import_module(module), name)), target
+
+
+def test_unlisted_backend_package_gets_an_install_line_not_a_key_error():
+    from fer_lightning.data.landmarks.base import MissingBackendError, require
+
+    with pytest.raises(MissingBackendError, match="pip install no_such_package_xyz"):
+        require("no_such_package_xyz", "newbackend")

@@ -33,6 +33,12 @@ class MissingBackendError(MissingPackage):
     """A landmark backend's package is not installed; the message names the install command."""
 
 
+def install_line(module: str) -> str:
+    """The command that installs ``module``: its :data:`INSTALL` line, else a plain pip
+    install (a backend missing from the table still gets a usable message)."""
+    return INSTALL.get(module, f"pip install {module}")
+
+
 def require(module: str, backend: str) -> ModuleType:
     """Import ``module`` for ``backend`` or raise MissingBackendError with the install command."""
     try:
@@ -40,7 +46,7 @@ def require(module: str, backend: str) -> ModuleType:
     except ImportError as error:
         raise MissingBackendError(
             f"landmarks={backend} needs the Python package {module!r}, which does not import "
-            f"({error}). Install it with `make setup` or: {INSTALL[module]}"
+            f"({error}). Install it with `make setup` or: {install_line(module)}"
         ) from error
 
 
