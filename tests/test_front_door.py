@@ -116,3 +116,21 @@ def test_unlisted_backend_package_gets_an_install_line_not_a_key_error():
 
     with pytest.raises(MissingBackendError, match="pip install no_such_package_xyz"):
         require("no_such_package_xyz", "newbackend")
+
+
+def test_fernet_declares_whether_it_runs_image_by_image():
+    """The ONNX export reads the declaration, not an attribute named ``detector``."""
+    import torch
+
+    from fer_lightning.inference.onnx_export import dynamic_batch
+    from fer_lightning.nets.base import FERNet
+    from fer_lightning.nets.ms_fpn import MSFPN
+
+    with torch.device("meta"):
+        kwargs = dict(num_classes=7, in_channels=3, image_size=96, head={"pool": "gap"},
+                      backbone="resnet18")
+        with_regions = MSFPN(**kwargs, use_landmarks=True)
+        global_only = MSFPN(**kwargs, use_landmarks=False)
+    assert with_regions.per_image_graph and not dynamic_batch(with_regions)
+    assert not global_only.per_image_graph and dynamic_batch(global_only)
+    assert FERNet.per_image_graph is False

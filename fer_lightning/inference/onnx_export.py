@@ -75,8 +75,9 @@ class PositionalNet(nn.Module):
 
 
 def dynamic_batch(net: nn.Module) -> bool:
-    """False for nets whose graph is traced per image (ms_fpn's region detector)."""
-    return getattr(net, "detector", None) is None
+    """False for nets that declare a per-image graph (``FERNet.per_image_graph``:
+    ms_fpn's region detector)."""
+    return not getattr(net, "per_image_graph", False)
 
 
 
