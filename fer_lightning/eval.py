@@ -46,6 +46,7 @@ from fer_lightning.config import check_config, compose_config
 from fer_lightning.data.sources.base import SplitUnavailableError
 from fer_lightning.errors import ConfigError
 from fer_lightning.inference.tta import TestTimeAugmentation, TestTimeAugmentedNet, num_views
+from fer_lightning.keys import ENCODING_KEYS, INPUT_DATA_KEYS
 from fer_lightning.results import print_results, write_json
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,6 @@ CHECKPOINT_GROUPS = ("data", "landmarks", "model", "head", "loss")
 EVAL_KEYS = ("ckpt_path", "split", "tta", "tta_crop", "remap", "task_name")
 #: Parts of the config that always come from eval.yaml, not from the checkpoint.
 OWN_NODES = ("trainer", "callbacks", "logger", "paths", "hydra")
-#: Keys of ``data`` the net was built for, kept when the data group is replaced.
-INPUT_KEYS = ("image_size", "channels", "mean", "std")
-#: Keys of ``landmarks`` that say how the net's encoding is drawn, kept likewise.
-ENCODING_KEYS = ("overlay_style", "overlay_groups", "heatmap_style", "heatmap_sigma",
-                 "draw_before_augment")
 SPLITS = ("val", "test")
 
 
@@ -137,7 +133,7 @@ def evaluation_config(cfg: DictConfig, checkpoint: Mapping[str, Any],
 def _keep_trained_inputs(final: DictConfig, stored: DictConfig, cfg: DictConfig, group: str,
                          keys: Sequence[str]) -> None:
     """After ``group`` was replaced: restore what the net was built for, unless set by key."""
-    kept = {"data": INPUT_KEYS, "landmarks": ENCODING_KEYS}.get(group, ())
+    kept = {"data": INPUT_DATA_KEYS, "landmarks": ENCODING_KEYS}.get(group, ())
     for name in kept:
         if f"{group}.{name}" not in keys and name in stored[group]:
             final[group][name] = stored[group][name]

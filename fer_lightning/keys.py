@@ -43,6 +43,18 @@ RESUME_CHECKED = ("task_name",)
 #: Keys (and key prefixes) that may differ between a run and the run it continues.
 RESUME_IGNORED = tuple(key for key in BOOKKEEPING if key not in RESUME_CHECKED) + RUNTIME
 
+#: Keys of ``data`` the net was built for (its input size, channels and normalisation).
+INPUT_DATA_KEYS = ("image_size", "channels", "mean", "std")
+#: Keys of ``landmarks`` that say how the net's landmark encoding is drawn.
+ENCODING_KEYS = ("overlay_style", "overlay_groups", "heatmap_style", "heatmap_sigma",
+                 "draw_before_augment")
+#: What a test-only run (``train=false``) must share with the checkpoint's run: the network
+#: and its input (``input_spec.InputSpec``). Data, loss and optimiser may differ (testing
+#: on another dataset; the class names are checked separately against the checkpoint's).
+NET_KEYS = ("model", "head", "landmarks.enabled",
+            *(f"data.{key}" for key in INPUT_DATA_KEYS),
+            *(f"landmarks.{key}" for key in ENCODING_KEYS))
+
 #: Last components of keys that hold a folder of the run or a cache (paths differ per run).
 BOOKKEEPING_LEAVES = ("dirpath", "output_dir", "save_dir", "cache_dir", "log_dir", "root_dir",
                       "default_root_dir", "data_dir")

@@ -26,17 +26,13 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.errors import ConfigError
-from fer_lightning.keys import RESUME_IGNORED
+from fer_lightning.keys import NET_KEYS, RESUME_IGNORED
 
 log = logging.getLogger(__name__)
 
 #: Where every run keeps the checkpoint it resumes from, relative to its run folder.
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
-#: What a test-only run (``train=false``) must share with the checkpoint's run: the network
-#: and its input. Data, loss and optimiser may differ (testing on another dataset; the class
-#: names are checked separately against the checkpoint's).
-NET_KEYS = ("model", "head", "landmarks.enabled", "data.image_size", "data.channels")
 #: How many differing keys a refusal lists.
 SHOWN_DIFFERENCES = 8
 

@@ -25,7 +25,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # Lightning pieces
     ("fer_lightning.modules", "fer_lightning.callbacks", "fer_lightning.resume"),
     # config -> objects
-    ("fer_lightning.build", "fer_lightning.config", "fer_lightning.results"),
+    ("fer_lightning.build", "fer_lightning.config", "fer_lightning.results",
+     "fer_lightning.input_spec"),
     # applying a trained net
     ("fer_lightning.inference", "fer_lightning.tta"),
     # the ablation report (reads run folders only)

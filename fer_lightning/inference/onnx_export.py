@@ -174,13 +174,13 @@ def write_metadata(path: Path, checkpoint: dict[str, Any], model: TrainedModel,
     """Store the class names, the input contract and the checkpoint metadata in the file."""
     import onnx
 
-    data = model.config.data
+    mean, std = model.spec.normalisation()
     properties = {
         ONNX_METADATA_KEY: json.dumps(checkpoint[ckpt.METADATA_KEY]),
         "class_names": json.dumps(model.class_names),
         "input_names": json.dumps(list(model.runner.input_keys)),
         "image_size": str(model.image_size), "channels": str(model.channels),
-        "mean": json.dumps(data.get("mean", 0.5)), "std": json.dumps(data.get("std", 0.5)),
+        "mean": json.dumps(mean), "std": json.dumps(std),
         "input_normalisation": "image = (pixel / 255 - mean) / std per channel, NCHW float32",
         "landmark_encoding": str(model.encoding or "none"),
         "landmarks": str(model.landmarks_backend or "none"),

@@ -29,12 +29,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from fer_lightning import checkpoint as ckpt
-from fer_lightning.build import build_trained_net, net_class
+from fer_lightning.build import build_trained_net
 from fer_lightning.data.landmarks.base import Extractor
 from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.landmarks.pipeline import LandmarkPipeline, build_pipeline
 from fer_lightning.data.transforms import BatchTransform
 from fer_lightning.errors import ConfigError
+from fer_lightning.input_spec import input_spec, resolve_precropped
 
 #: The batch key each landmark encoding produces for the net (``regions`` are targets).
 ENCODING_INPUT = {"overlay": "image", "heatmap": "landmark_map", "coords": "coords",
@@ -67,13 +68,12 @@ def input_pipelines(cfg: DictConfig) -> tuple[nn.Module, LandmarkPipeline | None
     group's extractor with its quality filter and, when the run's images were photos, the
     face cropper that framed them."""
     landmarks = LandmarksConfig.from_mapping(cfg.landmarks)
-    encoding = getattr(net_class(cfg), "landmark_encoding", None)
-    transform = BatchTransform(encoding if landmarks.enabled else None, landmarks,
-                               mean=cfg.data.get("mean", 0.5), std=cfg.data.get("std", 0.5))
+    spec = input_spec(cfg)
+    mean, std = spec.normalisation()
+    transform = BatchTransform(spec.encoding, landmarks, mean=mean, std=std)
     if not landmarks.extracts:
         return transform, None
-    precropped = landmarks.resolve_precropped(cfg.data.get("precropped"))
-    return transform, build_pipeline(landmarks, precropped)
+    return transform, build_pipeline(landmarks, spec.precropped)
 
 
 def landmarks_config(cfg: DictConfig, backend: str | None = None) -> DictConfig:
@@ -95,7 +95,7 @@ def landmarks_config(cfg: DictConfig, backend: str | None = None) -> DictConfig:
             if key in resolved:
                 landmarks[key] = resolved[key]
         if landmarks.get("precropped") is None:
-            landmarks.precropped = bool(cfg.data.get("precropped", True))
+            landmarks.precropped = resolve_precropped(cfg)
     return landmarks
 
 
@@ -185,12 +185,13 @@ class TrainedModel:
         self.class_names = list(class_names)
         self.runner = runner
         self.metadata = dict(metadata)
-        self.image_size, self.channels = int(config.data.image_size), int(config.data.channels)
-        encoding = getattr(net_class(config), "landmark_encoding", None)
+        #: What the net was built for (input_spec.InputSpec), read once from its config.
+        self.spec = input_spec(config)
+        self.image_size, self.channels = self.spec.image_size, self.spec.channels
         #: The landmark encoding the net was trained with (None without landmarks).
-        self.encoding = encoding if config.landmarks.enabled else None
+        self.encoding = self.spec.encoding
         self.uses_landmarks = self.encoding is not None and (
-            encoding == "overlay" or ENCODING_INPUT.get(encoding) in runner.input_keys)
+            self.encoding == "overlay" or ENCODING_INPUT.get(self.encoding) in runner.input_keys)
         run = OmegaConf.create(OmegaConf.to_container(config))
         if self.uses_landmarks:
             with open_dict(run):
