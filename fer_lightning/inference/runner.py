@@ -31,15 +31,12 @@ from torch import nn
 from fer_lightning import checkpoint as ckpt
 from fer_lightning.build import build_trained_net
 from fer_lightning.data.landmarks.base import Extractor
-from fer_lightning.data.landmarks.config import LandmarksConfig
+from fer_lightning.data.landmarks.config import ENCODING_INPUT, LandmarksConfig
 from fer_lightning.data.landmarks.pipeline import LandmarkPipeline, build_pipeline
 from fer_lightning.data.transforms import BatchTransform
 from fer_lightning.errors import ConfigError
 from fer_lightning.input_spec import input_spec, resolve_precropped
 
-#: The batch key each landmark encoding produces for the net (``regions`` are targets).
-ENCODING_INPUT = {"overlay": "image", "heatmap": "landmark_map", "coords": "coords",
-                  "regions": "regions"}
 #: The backend that stands in for ``groundtruth`` landmarks on photos (68 iBUG points).
 GROUNDTRUTH_STANDIN = "dlib"
 #: ONNX metadata key holding the checkpoint metadata as JSON (written by ``export``).

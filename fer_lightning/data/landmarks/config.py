@@ -25,7 +25,12 @@ from fer_lightning.data.landmarks.schema import GROUPS
 from fer_lightning.errors import ConfigError
 
 #: What a network may consume (the net's ``landmark_encoding``), see data/encodings.py.
-ENCODINGS = ("overlay", "heatmap", "coords", "regions")
+#: The table of encodings: name -> the batch key it gives the net (``overlay`` draws on
+#: the image; ``regions`` are training targets). ``BatchTransform`` renders each, the
+#: names are its keys, and the ONNX input names of ``inference`` follow the batch keys.
+ENCODING_INPUT = {"overlay": "image", "heatmap": "landmark_map", "coords": "coords",
+                  "regions": "regions"}
+ENCODINGS = tuple(ENCODING_INPUT)
 OVERLAY_STYLES = ("points", "contours")
 HEATMAP_STYLES = ("gaussian", "contours")
 #: ``on_missing``: keep faces not found with the mean shape, or drop them.
