@@ -142,7 +142,7 @@ def metadata(checkpoint: Any, path: str | Path = "checkpoint") -> dict[str, Any]
             f"up to {FORMAT_VERSION}: upgrade fer_lightning to use it")
     if not isinstance(meta.get("config"), dict) or not meta.get("class_names"):
         raise CheckpointError(f"{path} stores no run config or class names (saved by a "
-                              f"module built outside train.build_module?)")
+                              f"module built outside build.build_module?)")
     return meta
 
 

@@ -68,7 +68,7 @@ class FERClassifier(L.LightningModule):
     """
 
     #: The resolved run config and its Hydra group options (``checkpoint.run_config``),
-    #: handed over by ``train.build_module`` and saved into every checkpoint, so eval,
+    #: handed over by ``build.build_module`` and saved into every checkpoint, so eval,
     #: predict and export need only the ``.ckpt`` file.
     run_config: dict[str, Any] | None = None
     run_choices: dict[str, str] | None = None
