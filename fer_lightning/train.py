@@ -1,7 +1,10 @@
 """`python -m fer_lightning [overrides]`: train, validate and test the best checkpoint.
 
-A thin ``train(cfg)`` wires the config groups into a datamodule, a net, a loss, the
-FERClassifier, callbacks, loggers and a Trainer; ``main`` is the Hydra entry point.
+The command only: ``train(cfg)`` checks the config, builds the run through
+``fer_lightning.build`` (datamodule, net, loss, module, loggers, callbacks, trainer), fits,
+tests the best checkpoint and writes the results through ``fer_lightning.results``;
+``main`` is the Hydra entry point, its errors mapped by ``fer_lightning.cli``. The
+builders stay importable from here (``from fer_lightning.train import build_module``).
 """
 
 from __future__ import annotations
