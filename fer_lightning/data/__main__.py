@@ -29,7 +29,7 @@ from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.preview import write_preview
 from fer_lightning.data.summary import render, summarize
-from fer_lightning.errors import ConfigError
+from fer_lightning.errors import FerError
 
 COMMANDS = ("preview", "summary")
 OPTIONS = {"out": "preview.png", "split": "train", "per_class": "8", "format": "text"}
@@ -94,7 +94,7 @@ def print_summary(overrides: list[str], fmt: str, images: str | None = None) -> 
         summary = summarize(datamodule_from_overrides(overrides), images=images)
     except (OSError, ValueError, InstantiationException) as error:
         cause = error.__cause__ or error  # Hydra wraps constructor errors
-        prefix = "Config error" if isinstance(cause, ConfigError) else "error"
+        prefix = cause.prefix if isinstance(cause, FerError) else "error"
         raise SystemExit(f"{prefix}: {cause}") from None
     print(render(summary, fmt))
     return 1 if summary.get("problems") else 0
