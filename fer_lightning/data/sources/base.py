@@ -69,6 +69,17 @@ class Source(Protocol):
     implement ``ImageFileSource`` instead (the cache hashes those files, remembering each
     digest until the file changes); without either, the cache hashes the decoded image,
     which is always right but decodes every image (docs/landmarks.md, "The cache").
+
+    What the cache and the checks read beyond the methods, each in one function:
+
+    - root: a ``root`` attribute (the dataset folder; absent for generated data), read by
+      ``landmarks.content.resolved_root``;
+    - description: ``describe() -> str`` (the files read, the split protocol) for
+      messages, read by ``sources.validate.describe`` (default: the class name);
+    - identity: the class, the resolved root and every public attribute holding plain
+      values, read by ``landmarks.content.source_identity`` as the cache's dataset key.
+      A setting that changes the samples must therefore be a public attribute; a
+      private (``_name``) one is not part of the key.
     """
 
     class_names: list[str]
