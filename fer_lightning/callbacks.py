@@ -19,6 +19,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
 from fer_lightning.metrics import SCALAR_METRICS, plot_confusion_matrix
+from fer_lightning.progress import console_for
 
 log = logging.getLogger(__name__)
 #: The logger of the per-epoch lines (train.log; the console too when no progress bar shows).
@@ -275,8 +276,6 @@ class ModelSummary(RichModelSummary):
                   total_training_modes: dict[str, int], total_flops: int,
                   **summarize_kwargs: Any) -> None:
         from rich.table import Table
-
-        from fer_lightning.progress import console_for
 
         columns = [(name, values) for name, values in summary_data
                    if name != "FLOPs" or total_flops]

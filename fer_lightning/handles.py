@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fer_lightning.config import ConfigError
+from fer_lightning.errors import ConfigError
 
 #: Where a run keeps its checkpoints, relative to its folder.
 CHECKPOINTS = "checkpoints"

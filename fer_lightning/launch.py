@@ -22,6 +22,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from fer_lightning.report.discover import load_run
+
 log = logging.getLogger(__name__)
 
 #: Launcher keys shown as the resources of each job (those that are set).
@@ -92,8 +94,6 @@ def dry_run_text(config: DictConfig) -> str:
 
 def job_result_line(index: str, folder: Path) -> str:
     """``#2 head=fc seed=1: test acc 0.512, val acc 0.498 -> <folder>`` or why it has none."""
-    from fer_lightning.report.discover import load_run
-
     run = load_run(folder)
     label = f"#{index} {shown_overrides(run.overrides)}"
     if run.results is None:
