@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from fer_lightning import resolvers  # noqa: F401  (every command's configs use them)
 from fer_lightning.errors import FerError, error_line
 
 T = TypeVar("T")

@@ -7,7 +7,6 @@ checks cover values inside groups and combinations of groups.
 from __future__ import annotations
 
 import os
-import re
 import types
 import typing
 from collections.abc import Sequence
@@ -24,34 +23,18 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fer_lightning.build import build_net, net_class  # noqa: F401  (also importable here)
 from fer_lightning.checks import check_choice
-from fer_lightning.cli_help import command_help
 from fer_lightning.errors import ConfigError, error_line
-from fer_lightning.labels import run_label
-from fer_lightning.runlog import quiet_level
-from fer_lightning.slurm import slurm_gpus, slurm_tasks
+from fer_lightning.resolvers import (  # noqa: F401  (registers the resolvers; also importable here)
+    INVALID_TASK_DIR,
+    TASK_NAME,
+    check_task_name,
+    task_dir,
+)
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 #: ``callbacks.progress_bar.style``: a live bar on a terminal and log lines elsewhere, or either.
 PROGRESS_STYLES = ("auto", "rich", "lines")
-#: A task name becomes a folder under ``paths.log_dir``: letters, digits, ``_ . -`` only.
-TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-
-# `${launch_dir:}` in configs: the directory the command was started from (runs never
-# chdir). Unlike `${hydra:runtime.cwd}` it also resolves while a multirun launcher computes
-# its sweep directory, before Hydra's per-job state exists.
-OmegaConf.register_new_resolver("launch_dir", os.getcwd, replace=True)
-# `${run_label:name|group|tags}`: W&B names, groups and tags from the run's ablation axes.
-OmegaConf.register_new_resolver("run_label", run_label, replace=True)
-# `${slurm_tasks:...}`, `${slurm_gpus:...}`: hydra/launcher=slurm's request from trainer.*.
-OmegaConf.register_new_resolver("slurm_tasks", slurm_tasks, replace=True)
-OmegaConf.register_new_resolver("slurm_gpus", slurm_gpus, replace=True)
-# `${command_help:train}`: the --help page of a command (hydra/default.yaml).
-OmegaConf.register_new_resolver("command_help", command_help, replace=True)
-# `${quiet_level:${verbose}}`: the log level of chatty third-party loggers (hydra/default.yaml).
-OmegaConf.register_new_resolver("quiet_level", quiet_level, replace=True)
-
-
 def compose_config(overrides: Sequence[str], output_dir: str | Path,
                    config_name: str = "train") -> DictConfig:
     """Compose ``conf/train.yaml`` (or ``conf/<config_name>.yaml``: eval, predict, export)
@@ -77,33 +60,6 @@ def user_error_exit(error: Exception) -> SystemExit:
     """What an entry point raises for a user error: the message alone, prefixed with the
     kind of error (``errors.FerError.prefix``; no traceback, exit status 1)."""
     return SystemExit(error_line(error))
-
-
-def check_task_name(task_name: Any) -> str:
-    """``task_name`` if it is a plain folder name; run folders live at
-    ``<paths.log_dir>/<task_name>/...``, so a separator or ``..`` would write elsewhere."""
-    if not isinstance(task_name, str) or not TASK_NAME.fullmatch(task_name) \
-            or ".." in task_name:
-        raise ConfigError(f"task_name must be a plain folder name (letters, digits, '_', '.', "
-                          f"'-'; no '/' or '..'), got {task_name!r}")
-    return task_name
-
-
-#: Folder Hydra creates for a run whose task_name is refused (removed again by the CLI).
-INVALID_TASK_DIR = "_invalid_task_name"
-
-
-def task_dir(task_name: Any) -> str:
-    """``${task_dir:${task_name}}`` in the run / sweep directories. Hydra creates them
-    before the run starts, so an unsafe name must not reach the path: it becomes
-    :data:`INVALID_TASK_DIR` and the config check then names the problem."""
-    try:
-        return check_task_name(task_name)
-    except ConfigError:
-        return INVALID_TASK_DIR
-
-
-OmegaConf.register_new_resolver("task_dir", task_dir, replace=True)
 
 
 def _shown(value: Any) -> str:

@@ -105,3 +105,17 @@ def test_a_checkpoint_trained_on_synthetic_faces_is_recognised():
     assert synthetic_warning("x.ckpt").startswith(
         "x.ckpt was trained on synthetic faces (data=synthetic): a pipeline demo, not an "
         "emotion model for photos; for a real model")
+
+
+@pytest.mark.parametrize("module", ["fer_lightning.predict", "fer_lightning.export",
+                                    "fer_lightning.eval"])
+def test_each_command_composes_and_names_a_bad_handle(module, tmp_path):
+    from tests.test_cli import run_cli
+
+    # predict and export import no config module: their resolvers (launch_dir, task_dir,
+    # quiet_level) must be registered by the command itself
+    done = run_cli(["ckpt_path=best.ckpt", f"input={tmp_path}"][:2 if "predict" in module else 1],
+                   cwd=tmp_path, module=module)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "ckpt_path=best.ckpt: no such file or folder" in done.stderr
+    assert "Traceback" not in done.stderr
