@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,7 +146,7 @@ def test_slurm_dry_run_prints_jobs_and_resources_and_submits_nothing(tmp_path):
 
 def test_slurm_off_a_cluster_is_one_line(tmp_path):
     done = run_cli(["-m", "hydra/launcher=slurm", "head=gap,fc"], tmp_path,
-                   env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+                   env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("no SLURM here: `sbatch` is not on PATH")
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
