@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fer_lightning.report",),
     # commands
     ("fer_lightning.train", "fer_lightning.eval", "fer_lightning.predict",
-     "fer_lightning.export", "fer_lightning.cli", "fer_lightning.launch",
+     "fer_lightning.export", "fer_lightning.cli", "fer_lightning.multirun",
      "fer_lightning.__main__"),
 )
 COMMAND_LAYER = len(LAYERS) - 1
