@@ -15,7 +15,9 @@ pipeline from the ``.ckpt`` file alone. :func:`load_checkpoint` is the one reade
 unpickles with ``torch.load(weights_only=True)``, which only rebuilds tensors and plain
 containers, so a crafted pickle cannot run code; it turns every way a file can be wrong
 (missing, truncated, foreign, from a newer format, unsafe) into a :class:`CheckpointError`
-naming the file.
+naming the file. Plain data can still ask for code through its stored config (a
+``_target_`` that Hydra would import and call), so the same reader also refuses any
+``_target_`` this package never builds (``fer_lightning.trust``) before anything is built.
 
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` cannot undo this: torch only lets it override
 ``weights_only`` when a call site leaves the argument unset, and every load here (and
@@ -35,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning import __version__
 from fer_lightning.config import ConfigError, build_net
+from fer_lightning.trust import check_stored
 
 #: Bumped when the layout of ``checkpoint["fer_lightning"]`` changes incompatibly.
 FORMAT_VERSION = 1
@@ -161,7 +164,9 @@ def _first_line(error: Exception) -> str:
 
 
 def metadata(checkpoint: Any, path: str | Path = "checkpoint") -> dict[str, Any]:
-    """The validated ``checkpoint["fer_lightning"]`` entry (CheckpointError otherwise)."""
+    """The validated ``checkpoint["fer_lightning"]`` entry (CheckpointError otherwise;
+    UntrustedConfigError when anything in ``checkpoint`` asks to build a class this
+    package never builds, ``trust.check_stored``)."""
     meta = checkpoint.get(METADATA_KEY) if isinstance(checkpoint, dict) else None
     if not isinstance(meta, dict):
         if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
@@ -180,6 +185,7 @@ def metadata(checkpoint: Any, path: str | Path = "checkpoint") -> dict[str, Any]
     if not isinstance(meta.get("config"), dict) or not meta.get("class_names"):
         raise CheckpointError(f"{path} stores no run config or class names (saved by a "
                               f"module built outside train.build_module?)")
+    check_stored(checkpoint, path)
     return meta
 
 

@@ -488,6 +488,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             device=str(cfg.device), landmarks=cfg.get("landmarks"), detect=bool(cfg.detect),
             detector=cfg.get("detector"), margin=cfg.get("margin"),
             batch_size=int(cfg.batch_size), tta=str(cfg.tta), tta_crop=float(cfg.tta_crop))
+    except ConfigError:
+        raise
     except ValueError as error:
         raise ConfigError(str(error)) from None
     out = Path(cfg.out)

@@ -1,0 +1,183 @@
+"""Stored configs are data: a checkpoint or ONNX file that names a class this package never
+builds is refused by every command before anything in it is built."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from fer_lightning import checkpoint as ckpt
+from fer_lightning import trust
+from fer_lightning.config import compose_config
+from fer_lightning.eval import compose_eval_config, evaluate
+from fer_lightning.export import export_onnx
+from fer_lightning.predict import Predictor, predict
+from fer_lightning.train import train
+from tests.fixtures_inference import astronaut, write_checkpoint
+
+TINY_NET = ["model=mini_xception", "model.num_modules=2"]
+
+
+def payload(marker: Path, **extra: object) -> dict:
+    """The red team's node: instantiating it creates ``marker``."""
+    return {"_target_": "builtins.open", "_args_": [str(marker), "w"], **extra}
+
+
+def with_payload(source: Path, target: Path, where: str, node: object) -> Path:
+    """A copy of the checkpoint ``source`` whose stored config holds ``node`` at the
+    dotted key ``where`` (plain data: it still passes ``weights_only`` loading)."""
+    checkpoint = torch.load(source, weights_only=True)
+    config = OmegaConf.create(checkpoint[ckpt.METADATA_KEY]["config"])
+    OmegaConf.update(config, where, node, force_add=True)
+    checkpoint[ckpt.METADATA_KEY]["config"] = OmegaConf.to_container(config)
+    torch.save(checkpoint, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def clean_checkpoint(tmp_path_factory) -> Path:
+    return write_checkpoint(TINY_NET, tmp_path_factory.mktemp("clean") / "net.ckpt")
+
+
+@pytest.fixture
+def hostile(clean_checkpoint, tmp_path) -> tuple[Path, Path]:
+    """(a checkpoint with the payload nested in its model config, the marker path)."""
+    marker = tmp_path / "marker.txt"
+    path = with_payload(clean_checkpoint, tmp_path / "hostile.ckpt", "model.extra",
+                        {"inner": payload(marker)})
+    return path, marker
+
+
+def refused(error: pytest.ExceptionInfo, path: Path, key: str) -> None:
+    message = str(error.value)
+    assert str(path) in message and key in message and "'builtins.open'" in message
+    assert "\n" not in message
+
+
+def test_every_target_of_the_shipped_configs_is_trusted():
+    conf = trust.CONF_DIR
+    groups = [folder.name for folder in conf.iterdir()
+              if folder.is_dir() and folder.name not in ("hydra", "__pycache__")]
+    GlobalHydra.instance().clear()
+    composed = 0
+    with initialize_config_module(config_module="fer_lightning.conf", version_base="1.3"):
+        for group in groups:
+            for option in sorted(conf.glob(f"{group}/[!_]*.yaml")):
+                override = f"+{group}={option.stem}" if group == "experiment" \
+                    else f"{group}={option.stem}"
+                cfg = compose("train", overrides=[override])
+                assert trust.untrusted_target(OmegaConf.to_container(cfg)) is None, override
+                composed += 1
+    GlobalHydra.instance().clear()
+    assert composed >= 40  # every option of every group, every experiment
+
+
+def test_the_trusted_targets_come_from_the_config_files(tmp_path, monkeypatch):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model/net.yaml").write_text(
+        "_target_: pkg.Net\nblock:\n  - _target_: pkg.Block\n    size: ${data.size}\n")
+    assert trust.shipped_targets(tmp_path) == {"pkg.Net", "pkg.Block"}
+    assert "fer_lightning.nets.mini_xception.MiniXception" in trust.shipped_targets()
+    assert "builtins.open" not in trust.trusted_targets()
+    monkeypatch.setenv(trust.TRUST_ENV, "mine.nets.Net, mine.nets.Other")
+    assert {"mine.nets.Net", "mine.nets.Other"} <= trust.trusted_targets()
+
+
+@pytest.mark.parametrize("where, node, key", [
+    ("model.extra", {"_target_": "builtins.open"}, "model.extra._target_"),
+    ("model.blocks", [1, {"deep": [{"_target_": "torch.hub.load"}]}],
+     "model.blocks[1].deep[0]._target_"),
+    ("loss.weight", {"_target_": "builtins.open", "_partial_": True}, "loss.weight._target_"),
+    ("landmarks.extractor", {"_target_": "subprocess.run"}, "landmarks.extractor._target_"),
+    ("model._target_", "os.system", "model._target_"),
+])
+def test_any_untrusted_target_at_any_depth_names_its_key(where, node, key):
+    stored = OmegaConf.create({"model": {"_target_": "fer_lightning.nets.mba.MBANet"}})
+    OmegaConf.update(stored, where, node, force_add=True)
+    found = trust.untrusted_target({"fer_lightning": {"config": OmegaConf.to_container(stored)}})
+    assert found is not None and found[0] == f"fer_lightning.config.{key}"
+
+
+def test_interpolations_and_odd_group_options_are_refused():
+    with pytest.raises(trust.UntrustedConfigError, match=r"data\.root='\$\{oc.env:HOME\}'"):
+        trust.check_stored({"fer_lightning": {"config": {"data": {"root": "${oc.env:HOME}"}}}},
+                           "x.ckpt")
+    for option in ("fer2013,rafdb", "../../etc", "rafdb data.root=/", 3):
+        with pytest.raises(trust.UntrustedConfigError, match="fer_lightning.choices.data"):
+            trust.check_stored({"fer_lightning": {"choices": {"data": option}}}, "x.ckpt")
+    trust.check_stored({"fer_lightning": {"choices": {"data": "fer2013",
+                                                      "hydra/launcher": "basic"}}}, "x.ckpt")
+
+
+def test_loading_refuses_the_payload(hostile):
+    path, marker = hostile
+    with pytest.raises(trust.UntrustedConfigError) as error:
+        ckpt.load_checkpoint(path)
+    refused(error, path, "fer_lightning.config.model.extra.inner._target_")
+    assert not marker.exists()
+
+
+def test_eval_refuses_the_payload(hostile, tmp_path):
+    path, marker = hostile
+    with pytest.raises(trust.UntrustedConfigError) as error:
+        evaluate(compose_eval_config([f"ckpt_path={path}"], tmp_path / "eval"))
+    refused(error, path, "model.extra.inner._target_")
+    assert not marker.exists()
+
+
+def test_predict_refuses_the_payload(hostile, tmp_path):
+    path, marker = hostile
+    image = tmp_path / "face.png"
+    from PIL import Image
+
+    Image.fromarray(astronaut(64)).save(image)
+    cfg = compose_config([f"ckpt_path={path}", f"input={image}", "detect=false",
+                          "progress=false"], tmp_path / "out", config_name="predict")
+    with pytest.raises(trust.UntrustedConfigError) as error:
+        predict(cfg)
+    refused(error, path, "model.extra.inner._target_")
+    assert not marker.exists()
+
+
+def test_export_refuses_the_payload(hostile, tmp_path):
+    path, marker = hostile
+    with pytest.raises(trust.UntrustedConfigError) as error:
+        export_onnx(path, tmp_path / "net.onnx", images=[astronaut(64)], detect=False)
+    refused(error, path, "model.extra.inner._target_")
+    assert not marker.exists() and not (tmp_path / "net.onnx").exists()
+
+
+@pytest.mark.parametrize("train_first", [False, True], ids=["train=false", "resume"])
+def test_training_from_the_checkpoint_refuses_the_payload(hostile, make_cfg, train_first):
+    path, marker = hostile
+    cfg = make_cfg(*TINY_NET, f"train={str(train_first).lower()}", f"ckpt_path={path}",
+                   "logger=none", "trainer.max_epochs=1")
+    with pytest.raises(trust.UntrustedConfigError) as error:
+        train(cfg)
+    refused(error, path, "model.extra.inner._target_")
+    assert not marker.exists()
+
+
+def test_predict_refuses_an_onnx_file_with_the_payload(clean_checkpoint, tmp_path):
+    import onnx
+
+    onnx_path = export_onnx(clean_checkpoint, tmp_path / "net.onnx", images=[astronaut(64)],
+                            detect=False).path
+    marker = tmp_path / "marker.txt"
+    graph = onnx.load(str(onnx_path))
+    for prop in graph.metadata_props:
+        if prop.key == "fer_lightning":
+            metadata = json.loads(prop.value)
+            metadata["config"]["landmarks"].update(enabled=True, extractor=payload(marker))
+            prop.value = json.dumps(metadata)
+    onnx.save(graph, str(onnx_path))
+    with pytest.raises(trust.UntrustedConfigError) as error:
+        Predictor.from_checkpoint(onnx_path)
+    refused(error, onnx_path, "fer_lightning.config.landmarks.extractor._target_")
+    assert not marker.exists()
