@@ -142,7 +142,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
         raise CheckpointError(_unpickling_message(path, error)) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or "
-                              f"corrupt?): {_first_line(error)}") from None
+                              f"corrupt?): {first_line(error)}") from None
     metadata(checkpoint, path)
     return checkpoint
 
@@ -155,10 +155,11 @@ def _unpickling_message(path: Path, error: Exception) -> str:
         return (f"{path} asks to rebuild objects other than tensors and plain data{what}; "
                 f"fer_lightning checkpoints never do, and unpickling such objects can run "
                 f"code, so the file was not loaded")
-    return f"{path} is not a readable torch checkpoint: {_first_line(error)}"
+    return f"{path} is not a readable torch checkpoint: {first_line(error)}"
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
+    """The first line of an error's message (its type name when it has none)."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
 

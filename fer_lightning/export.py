@@ -9,7 +9,9 @@ channel, with the landmark overlay already drawn for overlay families; ``landmar
 ``predict`` (``predict backend=onnx`` runs the file with the same pre-processing). The
 file's metadata holds the class names, the input names, size, channels, mean and std,
 and the whole checkpoint metadata (run config) as JSON, so ``predict`` needs only the
-``.onnx`` file.
+``.onnx`` file. It also holds the SHA-256 of the checkpoint file (``checkpoint_sha256``):
+``predict backend=onnx`` reuses a ``.onnx`` beside a checkpoint only when that digest
+matches, and exports it again otherwise.
 
 The batch axis is dynamic for every family but one: ``ms_fpn`` with its emotion-region
 detector (landmarks on) exports with a batch of 1. Its detector works image by image
@@ -28,6 +30,7 @@ exporter took about a minute per net on the same machine.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import warnings
@@ -52,6 +55,8 @@ log = logging.getLogger(__name__)
 FORMATS = ("onnx",)
 OPSET = 17
 TOLERANCE = 1e-4
+#: ONNX metadata key of the SHA-256 of the checkpoint file the net was exported from.
+DIGEST_KEY = "checkpoint_sha256"
 
 
 class ExportError(ConfigError):
@@ -133,13 +138,24 @@ def parity_inputs(model: TrainedModel, images: list[np.ndarray] | None = None,
     return {key: transformed[key].cpu() for key in model.runner.input_keys}, source
 
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def export_onnx(checkpoint_path: str | Path, out: str | Path | None = None,
                 images: list[np.ndarray] | None = None, detect: bool = True,
                 opset: int = OPSET, tolerance: float = TOLERANCE) -> ExportReport:
     """Export the net of ``checkpoint_path`` to ``out`` (default: the checkpoint's path
-    with ``.onnx``), add the metadata and check parity (module docstring)."""
+    with ``.onnx``), add the metadata (with the checkpoint's SHA-256, which proves later
+    which checkpoint the file came from) and check parity (module docstring)."""
     checkpoint_path = Path(checkpoint_path).expanduser()
     checkpoint = ckpt.load_checkpoint(checkpoint_path)
+    digest = file_sha256(checkpoint_path)
     net = ckpt.build_trained_net(checkpoint)
     model = TrainedModel(ckpt.stored_config(checkpoint), ckpt.class_names(checkpoint),
                          TorchRunner(net), checkpoint[ckpt.METADATA_KEY])
@@ -155,7 +171,7 @@ def export_onnx(checkpoint_path: str | Path, out: str | Path | None = None,
             PositionalNet(net).eval(), example, str(out), input_names=keys,
             output_names=["logits"], opset_version=opset, dynamo=False,
             dynamic_axes={key: {0: "batch"} for key in [*keys, "logits"]} if dynamic else None)
-    write_metadata(out, checkpoint, model, dynamic)
+    write_metadata(out, checkpoint, model, dynamic, digest)
     report = check_parity(out, model, inputs, source, dynamic)
     if not report.max_abs_diff <= tolerance or not report.max_abs_diff_batch1 <= tolerance:
         raise ExportError(f"{out}: ONNX and PyTorch logits differ by up to "
@@ -165,13 +181,15 @@ def export_onnx(checkpoint_path: str | Path, out: str | Path | None = None,
 
 
 def write_metadata(path: Path, checkpoint: dict[str, Any], model: TrainedModel,
-                   dynamic: bool) -> None:
-    """Store the class names, the input contract and the checkpoint metadata in the file."""
+                   dynamic: bool, checkpoint_sha256: str) -> None:
+    """Store the class names, the input contract, the checkpoint metadata and the
+    checkpoint file's SHA-256 (:data:`DIGEST_KEY`) in the file."""
     import onnx
 
     data = model.config.data
     properties = {
         ONNX_METADATA_KEY: json.dumps(checkpoint[ckpt.METADATA_KEY]),
+        DIGEST_KEY: checkpoint_sha256,
         "class_names": json.dumps(model.class_names),
         "input_names": json.dumps(list(model.runner.input_keys)),
         "image_size": str(model.image_size), "channels": str(model.channels),
@@ -203,15 +221,42 @@ def check_parity(path: Path, model: TrainedModel, inputs: dict[str, torch.Tensor
                         float(np.abs(single - reference[:1]).max()), source)
 
 
+def exported_from(onnx_path: Path, checkpoint_sha256: str) -> str | None:
+    """None when ``onnx_path`` was exported from the checkpoint whose SHA-256 is
+    ``checkpoint_sha256`` (its :data:`DIGEST_KEY` metadata says so), else why not."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        graph = onnx.load(str(onnx_path), load_external_data=False)
+    except (DecodeError, OSError, ValueError, RuntimeError) as error:
+        return f"it is not a readable ONNX file ({ckpt.first_line(error)})"
+    stored = {prop.key: prop.value for prop in graph.metadata_props}.get(DIGEST_KEY)
+    if stored is None:
+        return "it does not say which checkpoint it was exported from"
+    if stored != checkpoint_sha256:
+        return "it was exported from another checkpoint (or this one changed since)"
+    return None
+
+
 def ensure_onnx(checkpoint_path: str | Path, onnx_path: str | Path | None = None) -> Path:
-    """``onnx_path`` (default: the checkpoint's path with ``.onnx``), exported from the
-    checkpoint first when it is missing or older than the checkpoint."""
+    """``onnx_path`` (default: the checkpoint's path with ``.onnx``) if its metadata
+    proves it was exported from this very checkpoint (:data:`DIGEST_KEY`, the SHA-256 of
+    the checkpoint file); otherwise (missing, corrupt, from another or an older export,
+    replaced) the checkpoint is exported there again, saying why. File times prove
+    nothing: a copied or replaced file can be newer than the checkpoint."""
     checkpoint_path = Path(checkpoint_path).expanduser()
     path = checkpoint_path.with_suffix(".onnx") if onnx_path is None else Path(onnx_path)
-    if not path.is_file() or (checkpoint_path.is_file() and
-                              path.stat().st_mtime < checkpoint_path.stat().st_mtime):
-        report = export_onnx(checkpoint_path, path)
-        log.info("Exported %s (parity %.2g)", path, report.max_abs_diff)
+    if not checkpoint_path.is_file():
+        raise ckpt.CheckpointError(f"ckpt_path={str(checkpoint_path)!r}: no such checkpoint "
+                                   f"file")
+    if path.is_file():
+        reason = exported_from(path, file_sha256(checkpoint_path))
+        if reason is None:
+            return path
+        log.warning("Exporting %s again: %s", path, reason)
+    report = export_onnx(checkpoint_path, path)
+    log.info("Exported %s (parity %.2g)", path, report.max_abs_diff)
     return path
 
 

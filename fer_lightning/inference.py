@@ -115,7 +115,8 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """Runs an exported ONNX file with onnxruntime (CPU)."""
+    """Runs an exported ONNX file with onnxruntime (CPU); a file onnxruntime cannot load
+    is a CheckpointError naming it."""
 
     backend = "onnx"
 
@@ -131,8 +132,12 @@ class OnnxRunner:
         if threads:
             options.intra_op_num_threads = threads
         self.path = Path(path)
-        self.session = onnxruntime.InferenceSession(str(path), options,
-                                                    providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options,
+                                                        providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - onnxruntime's errors subclass Exception only
+            raise ckpt.CheckpointError(f"{path} is not a readable ONNX file (truncated or "
+                                       f"corrupt?): {ckpt.first_line(error)}") from None
         self.input_keys = tuple(node.name for node in self.session.get_inputs())
         #: Files exported with a fixed batch of 1 (ms_fpn's detector) run face by face.
         self.batch_one = self.session.get_inputs()[0].shape[0] == 1
@@ -210,7 +215,12 @@ class TrainedModel:
         if text is None:
             raise ckpt.CheckpointError(f"{path} was not exported by fer_lightning (no "
                                        f"{ONNX_METADATA_KEY!r} metadata)")
-        metadata = ckpt.metadata({ckpt.METADATA_KEY: json.loads(text)}, path)
+        try:
+            stored = json.loads(text)
+        except ValueError as error:
+            raise ckpt.CheckpointError(f"{path}: its {ONNX_METADATA_KEY!r} metadata is not "
+                                       f"valid JSON ({error})") from None
+        metadata = ckpt.metadata({ckpt.METADATA_KEY: stored}, path)
         return cls(OmegaConf.create(metadata["config"]), metadata["class_names"], runner,
                    metadata, landmarks_backend)
 

@@ -133,8 +133,9 @@ class Predictor:
                         onnx_path: str | Path | None = None, device: str = "cpu",
                         landmarks: str | None = None, **options: Any) -> Predictor:
         """A predictor for a ``.ckpt`` (run with PyTorch, or with onnxruntime when
-        ``backend="onnx"``: ``onnx_path``, default ``<checkpoint>.onnx``, exported now if
-        missing or older than the checkpoint) or for an ``.onnx`` file from ``export``.
+        ``backend="onnx"``: ``onnx_path``, default ``<checkpoint>.onnx``, used when its
+        metadata holds this checkpoint's SHA-256, else exported now) or for an ``.onnx``
+        file from ``export``.
         ``landmarks`` replaces the run's landmark backend (dlib | mediapipe | mtcnn);
         ``options`` go to the constructor."""
         check_choice("backend", backend, BACKENDS)

@@ -181,3 +181,80 @@ def test_predict_refuses_an_onnx_file_with_the_payload(clean_checkpoint, tmp_pat
         Predictor.from_checkpoint(onnx_path)
     refused(error, onnx_path, "fer_lightning.config.landmarks.extractor._target_")
     assert not marker.exists()
+
+
+# -- backend=onnx: a .onnx beside a checkpoint is used only if it came from it ----------
+
+
+def onnx_properties(path: Path) -> dict[str, str]:
+    import onnx
+
+    return {prop.key: prop.value for prop in onnx.load(str(path)).metadata_props}
+
+
+@pytest.fixture(scope="module")
+def other_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint of the same net with other class names."""
+    return write_checkpoint(TINY_NET, tmp_path_factory.mktemp("other") / "other.ckpt",
+                            ["a", "b", "c"])
+
+
+def test_export_stores_the_checkpoint_digest(clean_checkpoint, tmp_path):
+    import hashlib
+
+    report = export_onnx(clean_checkpoint, tmp_path / "net.onnx", images=[astronaut(64)],
+                         detect=False)
+    expected = hashlib.sha256(clean_checkpoint.read_bytes()).hexdigest()
+    assert onnx_properties(report.path)["checkpoint_sha256"] == expected
+
+
+def test_a_newer_onnx_from_another_checkpoint_is_exported_again(clean_checkpoint,
+                                                                other_checkpoint, tmp_path):
+    checkpoint = tmp_path / "net.ckpt"
+    checkpoint.write_bytes(clean_checkpoint.read_bytes())
+    sibling = checkpoint.with_suffix(".onnx")
+    export_onnx(other_checkpoint, sibling, images=[astronaut(64)], detect=False)
+    assert sibling.stat().st_mtime >= checkpoint.stat().st_mtime  # newer, but not its own
+    predictor = Predictor.from_checkpoint(checkpoint, backend="onnx")
+    assert predictor.model.runner.backend == "onnx"
+    assert predictor.class_names == ckpt.class_names(ckpt.load_checkpoint(checkpoint))
+    assert json.loads(onnx_properties(sibling)["class_names"]) == predictor.class_names
+
+
+def test_the_onnx_exported_from_this_checkpoint_is_reused(clean_checkpoint, tmp_path):
+    checkpoint = tmp_path / "net.ckpt"
+    checkpoint.write_bytes(clean_checkpoint.read_bytes())
+    sibling = export_onnx(checkpoint, images=[astronaut(64)], detect=False).path
+    import os
+
+    os.utime(checkpoint)  # touched, not changed: the digest still matches
+    before = sibling.stat().st_mtime_ns
+    Predictor.from_checkpoint(checkpoint, backend="onnx")
+    assert sibling.stat().st_mtime_ns == before
+
+
+def test_a_corrupt_sibling_onnx_is_exported_again(clean_checkpoint, tmp_path):
+    checkpoint = tmp_path / "net.ckpt"
+    checkpoint.write_bytes(clean_checkpoint.read_bytes())
+    sibling = checkpoint.with_suffix(".onnx")
+    sibling.write_bytes(b"\x08\x07garbage" * 100)
+    predictor = Predictor.from_checkpoint(checkpoint, backend="onnx")
+    assert predictor.model.runner.backend == "onnx"
+    assert "checkpoint_sha256" in onnx_properties(sibling)
+
+
+@pytest.mark.parametrize("content", [b"\x08\x07garbage" * 100, b""], ids=["garbage", "empty"])
+def test_a_corrupt_onnx_file_is_one_named_error(tmp_path, content):
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(content)
+    with pytest.raises(ckpt.CheckpointError, match="not a readable ONNX file") as error:
+        Predictor.from_checkpoint(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_truncated_onnx_file_is_one_named_error(clean_checkpoint, tmp_path):
+    path = export_onnx(clean_checkpoint, tmp_path / "net.onnx", images=[astronaut(64)],
+                       detect=False).path
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ckpt.CheckpointError, match="not a readable ONNX file"):
+        Predictor.from_checkpoint(path)
