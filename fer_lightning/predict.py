@@ -14,8 +14,9 @@ Every face is found, cropped and given landmarks the way the run's training imag
 
 ``detect=false`` treats every image as one face crop. Several faces per image each get a
 row: file, frame (videos), box, detector score, label and the probability of every
-class; an image without a face gets a ``no_face`` row and an unreadable file an
-``unreadable`` row, so nothing disappears from the output. ``Predictor`` is the Python API
+class; an image without a face gets a ``no_face`` row, an unreadable file (or an image
+over ``max_pixels``) an ``unreadable`` row and a video that stops early a ``truncated``
+row, so nothing disappears from the output. ``Predictor`` is the Python API
 the command uses::
 
     predictor = Predictor.from_checkpoint("best.ckpt")
@@ -46,6 +47,7 @@ from fer_lightning.config import ConfigError, user_error_exit
 from fer_lightning.data.dataset import image_to_tensor
 from fer_lightning.data.landmarks.base import MissingBackendError
 from fer_lightning.data.landmarks.face_crop import DETECTORS, Face, FaceCropper
+from fer_lightning.data.sources.io import to_uint8
 from fer_lightning.inference import TrainedModel
 from fer_lightning.tta import TestTimeAugmentation, average_views
 
@@ -58,6 +60,9 @@ DEFAULT_DETECTOR = "mtcnn"
 PRECROPPED_MARGIN = {"mtcnn": 0.05, "hog": 0.15}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                   ".pgm")
+#: Largest image (pixels) predict decodes by default (``max_pixels``): 50 MP covers photos
+#: of 45 MP cameras (8256 x 5504); memory through face detection grows with the pixels.
+MAX_PIXELS = 50_000_000
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
@@ -79,22 +84,50 @@ class FacePrediction:
         return self.probabilities[self.label]
 
 
-def load_image(source: str | Path | Image.Image | np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) RGB of a path, a PIL image or an array (uint8 (H, W) or (H, W, 3));
-    photos are turned upright by their EXIF orientation, as viewers show them."""
+def load_image(source: str | Path | Image.Image | np.ndarray,
+               max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+    """uint8 (H, W, 3) RGB of a path, a PIL image or an array (uint8 (H, W), (H, W, 3) or
+    (H, W, 4); uint16 (H, W)); photos are turned upright by their EXIF orientation, as
+    viewers show them. 16-bit greyscale is scaled to 8 bits as training's reader scales
+    it (``data.sources.io.to_uint8``), not clipped to white.
+
+    An image of more than ``max_pixels`` pixels (None: no limit) raises ImageTooLargeError,
+    for a file from its header, before it is decoded: decoding and face detection take
+    memory in proportion to the pixel count."""
     if isinstance(source, np.ndarray):
+        check_pixels(source.shape[1::-1], max_pixels, "the image array")
+        if source.dtype == np.uint16 and source.ndim == 2:
+            return to_uint8(Image.fromarray(source), "rgb")
         if source.dtype != np.uint8 or source.ndim not in (2, 3) or \
                 (source.ndim == 3 and source.shape[2] not in (3, 4)):
             raise ValueError(f"an image array must be uint8 (H, W), (H, W, 3) or (H, W, 4), "
-                             f"got {source.dtype} {source.shape}")
+                             f"or uint16 (H, W), got {source.dtype} {source.shape}")
         if source.ndim == 3 and source.shape[2] == 3:
             return np.ascontiguousarray(source)
         source = Image.fromarray(source)
     if isinstance(source, (str, Path)):
         with Image.open(source) as opened:
-            source = ImageOps.exif_transpose(opened)
-            source.load()
-    return np.asarray(source.convert("RGB"))
+            check_pixels(opened.size, max_pixels, str(source))
+            upright = ImageOps.exif_transpose(opened)
+            upright.load()
+            return to_uint8(upright, "rgb")
+    check_pixels(source.size, max_pixels, "the image")
+    return to_uint8(source, "rgb")
+
+
+class ImageTooLargeError(ValueError):
+    """An image over ``max_pixels`` (predict's guard against running out of memory)."""
+
+
+def check_pixels(size: Sequence[int], max_pixels: int | None, what: str) -> None:
+    """Raise ImageTooLargeError when a (width, height) image exceeds ``max_pixels``."""
+    width, height = int(size[0]), int(size[1])
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{what} is {width}x{height} ({width * height / 1e6:.1f} megapixels), over "
+            f"max_pixels={max_pixels} ({max_pixels / 1e6:g} megapixels): decoding and face "
+            f"detection would need several GB of memory; downscale it, or raise max_pixels "
+            f"if this machine has the memory")
 
 
 def face_cropper(model: TrainedModel, detector: str | None = None,
@@ -120,9 +153,13 @@ class Predictor:
 
     def __init__(self, model: TrainedModel, detect: bool = True, detector: str | None = None,
                  margin: float | None = None, batch_size: int = 32, tta: str = "none",
-                 tta_crop: float = 0.92) -> None:
+                 tta_crop: float = 0.92, max_pixels: int | None = MAX_PIXELS) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        if max_pixels is not None and (isinstance(max_pixels, bool) or max_pixels < 1):
+            raise ValueError(f"max_pixels must be a positive integer or null, got {max_pixels}")
+        #: Images over this many pixels are refused before decoding (``load_image``).
+        self.max_pixels = max_pixels
         self.model = model
         self.cropper = face_cropper(model, detector, margin) if detect else None
         self.batch_size = batch_size
@@ -168,7 +205,7 @@ class Predictor:
                      ) -> list[list[FacePrediction]]:
         """The faces of each image, detected one image at a time and classified in
         batches of ``batch_size`` faces."""
-        per_image = [self.faces(load_image(image)) for image in images]
+        per_image = [self.faces(load_image(image, self.max_pixels)) for image in images]
         flat = [face for faces in per_image for face in faces]
         probabilities, found = self.classify(flat)
         predictions, start = [], 0
@@ -265,13 +302,60 @@ def video_frames(path: Path) -> Iterator[tuple[int, float | None, Any]]:
             yield index, frame.time, frame
 
 
-def video_info(path: Path) -> tuple[int, float]:
-    """(frame count or 0 when the container does not say, frames per second)."""
+@dataclass
+class VideoHeader:
+    """What a video's container says before decoding: frames (0 when it says nothing),
+    whether that count is declared (else estimated from the duration), frames per second."""
+
+    frames: int
+    declared: bool
+    fps: float
+
+
+def video_info(path: Path) -> VideoHeader:
+    """The container's frame count (or its duration times the frame rate) and rate."""
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return int(stream.frames or 0), float(stream.average_rate or 25)
+        fps = float(stream.average_rate or 25)
+        if stream.frames:
+            return VideoHeader(int(stream.frames), True, fps)
+        seconds = container.duration / av.time_base if container.duration else 0.0
+        return VideoHeader(round(seconds * fps), False, fps)
+
+
+def truncation(header: VideoHeader, decoded: int) -> str | None:
+    """Why ``decoded`` frames fall short of the header, or None. A duration gives an
+    estimate only, so a shortfall of 2 % (at least 2 frames) passes there."""
+    if header.declared:
+        short = decoded < header.frames
+    else:
+        short = decoded < header.frames - max(2, round(0.02 * header.frames))
+    if not short:
+        return None
+    said = "declares" if header.declared else "implies from its duration"
+    return f"{decoded} of the {header.frames} frames its header {said} were decoded"
+
+
+class DecodeWatch:
+    """Iterates a video's frames and keeps the decoding error that ended them early
+    (instead of raising it out of the folder's loop), with the count decoded."""
+
+    def __init__(self, frames: Iterator[tuple[int, float | None, Any]]) -> None:
+        self._frames = frames
+        self.decoded = 0
+        self.error: str | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, float | None, Any]]:
+        import av
+
+        try:
+            for item in self._frames:
+                self.decoded += 1
+                yield item
+        except (av.FFmpegError, OSError, EOFError) as error:
+            self.error = str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 # -- outputs ---------------------------------------------------------------------------
@@ -279,7 +363,8 @@ def video_info(path: Path) -> tuple[int, float]:
 
 class PredictionWriter:
     """``predictions.csv`` and ``predictions.jsonl``: one row per face, or one row per
-    image without a face (``no_face``) or that could not be read (``unreadable: ...``)."""
+    image without a face (``no_face``) or that could not be read (``unreadable: ...``),
+    and one row per video that stopped early (``truncated: ...``, :meth:`note`)."""
 
     def __init__(self, out: Path, class_names: Sequence[str]) -> None:
         out.mkdir(parents=True, exist_ok=True)
@@ -318,6 +403,13 @@ class PredictionWriter:
                    **{f"p_{k}": v for k, v in record["probabilities"].items()},
                    "landmarks_found": face.landmarks_found, "status": "ok"}
             self._emit(row, record)
+
+    def note(self, file: str, status: str, kind: str) -> None:
+        """A row for a whole file (a video that stopped early: ``truncated: ...``),
+        counted under ``kind``."""
+        self.counts[kind] += 1
+        row = {"file": file, "frame": None, "time": None, "status": status}
+        self._emit(row, row)
 
     def _emit(self, row: dict[str, Any], record: dict[str, Any]) -> None:
         self._csv.writerow({key: "" if value is None else value for key, value in row.items()})
@@ -411,7 +503,7 @@ class PredictRun:
             loaded, errors = {}, {}
             for file in files:
                 try:
-                    loaded[file] = load_image(file)
+                    loaded[file] = load_image(file, self.predictor.max_pixels)
                 except (OSError, ValueError, Image.DecompressionBombError) as error:
                     errors[file] = str(error).splitlines()[0]
             predictions = dict(zip(loaded, self.predictor.predict_many(list(loaded.values())),
@@ -427,20 +519,23 @@ class PredictRun:
 
     def video(self, path: Path, root: Path, task: Any = None) -> None:
         """Every ``every``-th frame, batched; the annotated video shows every frame with
-        the latest sampled frame's faces."""
+        the latest sampled frame's faces. A video that cannot be opened gets an
+        ``unreadable`` row; one whose decoding fails part-way, or that ends before the
+        frames its header declares, keeps the rows of its decoded frames plus a
+        ``truncated`` row saying where it stopped; the folder goes on either way."""
         name = self._name(path, root)
         try:
-            _, fps = video_info(path)
-            frames = video_frames(path)
-            writer = VideoWriter((self.out / "annotated" / name).with_suffix(".mp4"), fps) \
-                if self.annotate else None
+            header = video_info(path)
+            watch = DecodeWatch(video_frames(path))
+            writer = VideoWriter((self.out / "annotated" / name).with_suffix(".mp4"),
+                                 header.fps) if self.annotate else None
         except Exception as error:  # noqa: BLE001 - PyAV raises many types for bad files
             self.writer.write(name, None, None, None, str(error).splitlines()[0])
             return
         pending: list[PendingFrame] = []
         latest: list[FacePrediction] = []
         try:
-            for index, time, frame in frames:
+            for index, time, frame in watch:
                 sampled = index % self.every == 0
                 if sampled or writer is not None:
                     pending.append(PendingFrame(index, time, frame.to_ndarray(format="rgb24"),
@@ -455,6 +550,23 @@ class PredictRun:
         finally:
             if writer is not None:
                 writer.close()
+        self._report_decoding(name, header, watch)
+
+    def _report_decoding(self, name: str, header: VideoHeader, watch: DecodeWatch) -> None:
+        """The row of a video that decoded no frame, or stopped early (``video``)."""
+        short = truncation(header, watch.decoded)
+        if watch.decoded == 0:
+            why = watch.error or ("no frame could be decoded" +
+                                  (f" (its header {'declares' if header.declared else 'implies'}"
+                                   f" {header.frames})" if header.frames else ""))
+            self.writer.write(name, None, None, None, why)
+        elif watch.error is not None or short is not None:
+            where = f"decoding failed after frame {watch.decoded - 1} ({watch.error})" \
+                if watch.error is not None else short
+            if watch.error is not None and short is not None:
+                where += f"; {short}"
+            self.writer.note(name, f"truncated: {where}", "truncated")
+            log.warning("%s is truncated: %s", name, where)
 
     def _flush(self, name: str, pending: list[PendingFrame], latest: list[FacePrediction],
                writer: VideoWriter | None) -> list[FacePrediction]:
@@ -488,7 +600,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             cfg.ckpt_path, backend=str(cfg.backend), onnx_path=cfg.get("onnx_path"),
             device=str(cfg.device), landmarks=cfg.get("landmarks"), detect=bool(cfg.detect),
             detector=cfg.get("detector"), margin=cfg.get("margin"),
-            batch_size=int(cfg.batch_size), tta=str(cfg.tta), tta_crop=float(cfg.tta_crop))
+            batch_size=int(cfg.batch_size), tta=str(cfg.tta), tta_crop=float(cfg.tta_crop),
+            max_pixels=cfg.get("max_pixels", MAX_PIXELS))
     except ConfigError:
         raise
     except ValueError as error:
@@ -501,7 +614,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
                 run.images(inputs, progress.add_task("images", total=len(inputs.images)))
             for video in inputs.videos:
                 try:
-                    total = video_info(video)[0]
+                    total = video_info(video).frames
                 except Exception:  # noqa: BLE001 - reported as unreadable by run.video
                     total = 0
                 run.video(video, inputs.root, progress.add_task(video.name, total=total or None))
@@ -510,6 +623,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     counts = run.writer.counts
     summary = {"images": counts["images"], "faces": counts["faces"],
                "no_face": counts["no_face"], "unreadable": counts["unreadable"],
+               "truncated": counts["truncated"],
                "skipped": [str(p) for p in inputs.skipped],
                "labels": {key[6:]: n for key, n in sorted(counts.items())
                           if key.startswith("label:")},
@@ -517,6 +631,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     console = Console(soft_wrap=True)
     console.print(f"{summary['images']} images / frames: {summary['faces']} faces, "
                   f"{summary['no_face']} without a face, {summary['unreadable']} unreadable")
+    if summary["truncated"]:
+        console.print(f"{summary['truncated']} videos stopped before their end (a "
+                      f"'truncated' row each says where)")
     if inputs.skipped:
         console.print(f"skipped {len(inputs.skipped)} files that are neither images nor "
                       f"videos: {', '.join(map(str, inputs.skipped[:5]))}"

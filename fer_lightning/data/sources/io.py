@@ -224,7 +224,7 @@ _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _GREY_MODES = ("L", "1", "LA", "La", *_SIXTEEN_BIT)
 
 
-def _to_uint8(image: Image.Image, colour: str) -> np.ndarray:
+def to_uint8(image: Image.Image, colour: str) -> np.ndarray:
     """A decoded Pillow image -> uint8 (H, W, 3) (``colour="rgb"``) or, with
     ``colour="keep"``, (H, W) for greyscale files and (H, W, 3) otherwise.
 
@@ -255,7 +255,7 @@ def read_image(path: Path, where: str = "", colour: str = "rgb") -> np.ndarray:
     """
     try:
         with Image.open(path) as image:
-            return _to_uint8(image, colour)
+            return to_uint8(image, colour)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise _decode_error(path, where, error) from None
 
@@ -287,7 +287,7 @@ def read_crop(path: Path, box: Sequence[int], where: str = "") -> tuple[np.ndarr
             if clipped is None:
                 raise DatasetError(f"{path}{where}: {box_outside(box, *image.size)}")
             x, y, w, h = clipped
-            return _to_uint8(image.crop((x, y, x + w, y + h)), "rgb"), clipped
+            return to_uint8(image.crop((x, y, x + w, y + h)), "rgb"), clipped
     except DatasetError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
