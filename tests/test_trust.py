@@ -258,3 +258,23 @@ def test_truncated_onnx_file_is_one_named_error(clean_checkpoint, tmp_path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ckpt.CheckpointError, match="not a readable ONNX file"):
         Predictor.from_checkpoint(path)
+
+
+@pytest.mark.parametrize("module, extra", [
+    ("fer_lightning.eval", []),
+    ("fer_lightning.predict", ["input=."]),
+])
+def test_the_commands_refuse_the_payload_with_one_line(hostile, module, extra, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path, marker = hostile
+    done = subprocess.run([sys.executable, "-m", module, f"ckpt_path={path}", *extra],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr and len(lines) == 1, done.stderr[-2000:]
+    assert "model.extra.inner._target_='builtins.open'" in lines[0]
+    assert not marker.exists()
