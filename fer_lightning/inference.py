@@ -217,9 +217,9 @@ class TrainedModel:
                                        f"{ONNX_METADATA_KEY!r} metadata)")
         try:
             stored = json.loads(text)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             raise ckpt.CheckpointError(f"{path}: its {ONNX_METADATA_KEY!r} metadata is not "
-                                       f"valid JSON ({error})") from None
+                                       f"valid JSON ({ckpt.first_line(error)})") from None
         metadata = ckpt.metadata({ckpt.METADATA_KEY: stored}, path)
         return cls(OmegaConf.create(metadata["config"]), metadata["class_names"], runner,
                    metadata, landmarks_backend)

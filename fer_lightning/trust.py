@@ -39,6 +39,8 @@ from fer_lightning.config import ConfigError
 TARGET_KEY = "_target_"
 #: Comma-separated class paths (``mypackage.nets.MyNet``) trusted besides the shipped ones.
 TRUST_ENV = "FER_LIGHTNING_TRUSTED_TARGETS"
+#: Deepest nesting of mappings / lists a stored object may have (run configs use < 10).
+MAX_DEPTH = 100
 #: The package's config folder, the source of the allowed targets.
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 #: What a Hydra group or option name looks like (config folder / file names, no override
@@ -81,15 +83,29 @@ def trusted_targets() -> frozenset[str | None]:
     return shipped_targets() | extra
 
 
-def _walk(node: Any, key: str) -> Iterator[tuple[str, Any]]:
-    """(dotted key, value) of every value in nested mappings and lists (lists as [i])."""
-    yield key, node
-    if isinstance(node, Mapping):
-        for name, value in node.items():
-            yield from _walk(value, f"{key}.{name}" if key else str(name))
-    elif isinstance(node, list | tuple):
-        for index, value in enumerate(node):
-            yield from _walk(value, f"{key}[{index}]")
+def _walk(node: Any) -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every value in nested mappings and lists (lists as [i]),
+    depth first, without recursion; nesting deeper than :data:`MAX_DEPTH` (no stored
+    config comes near it) is an UntrustedConfigError, not a RecursionError later."""
+    stack: list[tuple[str, Any, int]] = [("", node, 0)]
+    while stack:
+        key, value, depth = stack.pop()
+        yield key, value
+        if depth > MAX_DEPTH:
+            raise UntrustedConfigError(f"{key} is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, Mapping):
+            children = [(f"{key}.{name}" if key else str(name), child)
+                        for name, child in value.items()]
+        elif isinstance(value, list | tuple):
+            children = [(f"{key}[{index}]", child) for index, child in enumerate(value)]
+        else:
+            continue
+        stack.extend((name, child, depth + 1) for name, child in reversed(children))
+
+
+def _shown(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def untrusted_target(stored: Any, trusted: frozenset[str | None] | None = None
@@ -97,7 +113,7 @@ def untrusted_target(stored: Any, trusted: frozenset[str | None] | None = None
     """(key, target) of the first ``_target_`` in ``stored`` that is not in ``trusted``
     (default :func:`trusted_targets`), or None when every one is."""
     trusted = trusted_targets() if trusted is None else trusted
-    for key, value in _walk(stored, ""):
+    for key, value in _walk(stored):
         if isinstance(value, Mapping) and TARGET_KEY in value:
             target = value[TARGET_KEY]
             if not isinstance(target, str | type(None)) or target not in trusted:
@@ -107,7 +123,7 @@ def untrusted_target(stored: Any, trusted: frozenset[str | None] | None = None
 
 def interpolation(stored: Any) -> tuple[str, str] | None:
     """(key, value) of the first string in ``stored`` holding ``${``, or None."""
-    for key, value in _walk(stored, ""):
+    for key, value in _walk(stored):
         if isinstance(value, str) and "${" in value:
             return key, value
     return None
@@ -118,20 +134,23 @@ def check_stored(stored: Any, source: str | Path) -> None:
     ONNX file) with an UntrustedConfigError naming ``source`` and the key, unless every
     ``_target_`` in it is trusted, no string holds an interpolation and every group
     option is a plain name (module docstring). Reads only; imports and builds nothing."""
-    found = untrusted_target(stored)
+    try:
+        found = untrusted_target(stored)
+        found_text = interpolation(stored)
+    except UntrustedConfigError as error:
+        raise UntrustedConfigError(f"{source}: {error}; the file was refused") from None
     if found is not None:
         key, target = found
         raise UntrustedConfigError(
-            f"{source}: {key}={target!r} is not a class fer_lightning builds, so the file "
-            f"was refused and nothing in it was built (stored configs may only name the "
+            f"{source}: {key}={_shown(target)} is not a class fer_lightning builds, so the "
+            f"file was refused and nothing in it was built (stored configs may only name the "
             f"classes of fer_lightning's own configs; to trust a class of your own, list it "
             f"in {TRUST_ENV})")
-    found_text = interpolation(stored)
     if found_text is not None:
         key, value = found_text
         raise UntrustedConfigError(
-            f"{source}: {key}={value!r} is an interpolation; configs are stored resolved, so "
-            f"the file was edited after it was written and was refused")
+            f"{source}: {key}={_shown(value)} is an interpolation; configs are stored "
+            f"resolved, so the file was edited after it was written and was refused")
     metadata = stored.get("fer_lightning") if isinstance(stored, Mapping) else None
     choices = metadata.get("choices", {}) if isinstance(metadata, Mapping) else {}
     if not isinstance(choices, Mapping):
@@ -141,5 +160,5 @@ def check_stored(stored: Any, source: str | Path) -> None:
         if not (isinstance(group, str) and OPTION_NAME.fullmatch(group)
                 and isinstance(option, str) and OPTION_NAME.fullmatch(option)):
             raise UntrustedConfigError(
-                f"{source}: fer_lightning.choices.{group}={option!r} is not a config option "
-                f"name (letters, digits, '_', '.', '-', '/'), so the file was refused")
+                f"{source}: fer_lightning.choices.{group}={_shown(option)} is not a config "
+                f"option name (letters, digits, '_', '.', '-', '/'), so the file was refused")

@@ -115,6 +115,19 @@ def test_interpolations_and_odd_group_options_are_refused():
                                                       "hydra/launcher": "basic"}}}, "x.ckpt")
 
 
+def test_deep_nesting_and_long_values_stay_one_short_line():
+    deep: list = []
+    node = deep
+    for _ in range(5000):
+        node.append([])
+        node = node[0]
+    with pytest.raises(trust.UntrustedConfigError, match="nested more than 100 levels"):
+        trust.check_stored({"fer_lightning": {"config": {"model": deep}}}, "x.ckpt")
+    with pytest.raises(trust.UntrustedConfigError) as error:
+        trust.check_stored({"model": {"_target_": "x" * 10_000}}, "x.ckpt")
+    assert len(str(error.value)) < 500
+
+
 def test_loading_refuses_the_payload(hostile):
     path, marker = hostile
     with pytest.raises(trust.UntrustedConfigError) as error:
