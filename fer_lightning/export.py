@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,18 +166,29 @@ def export_onnx(checkpoint_path: str | Path, out: str | Path | None = None,
     dynamic = dynamic_batch(net)
     keys = list(model.runner.input_keys)
     example = tuple(inputs[key][:1] if not dynamic else inputs[key] for key in keys)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about Python values in the graph
-        torch.onnx.export(
-            PositionalNet(net).eval(), example, str(out), input_names=keys,
-            output_names=["logits"], opset_version=opset, dynamo=False,
-            dynamic_axes={key: {0: "batch"} for key in [*keys, "logits"]} if dynamic else None)
-    write_metadata(out, checkpoint, model, dynamic, digest)
-    report = check_parity(out, model, inputs, source, dynamic)
-    if not report.max_abs_diff <= tolerance or not report.max_abs_diff_batch1 <= tolerance:
-        raise ExportError(f"{out}: ONNX and PyTorch logits differ by up to "
-                          f"{max(report.max_abs_diff, report.max_abs_diff_batch1):.3g} "
-                          f"(tolerance {tolerance:g}) on {source}")
+    # Written beside ``out`` and moved over it only once it passed the parity check: a
+    # killed or failed export, or two predict jobs exporting at once, never leave a
+    # half-written or mismatching file that carries this checkpoint's digest.
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python values in the graph
+            torch.onnx.export(
+                PositionalNet(net).eval(), example, str(partial), input_names=keys,
+                output_names=["logits"], opset_version=opset, dynamo=False,
+                dynamic_axes={key: {0: "batch"} for key in [*keys, "logits"]} if dynamic
+                else None)
+        write_metadata(partial, checkpoint, model, dynamic, digest)
+        report = check_parity(partial, model, inputs, source, dynamic)
+        if not report.max_abs_diff <= tolerance or not report.max_abs_diff_batch1 <= tolerance:
+            raise ExportError(f"{out}: ONNX and PyTorch logits differ by up to "
+                              f"{max(report.max_abs_diff, report.max_abs_diff_batch1):.3g} "
+                              f"(tolerance {tolerance:g}) on {source}; the file was not "
+                              f"written")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    report.path = out
     return report
 
 

@@ -291,3 +291,14 @@ def test_the_commands_refuse_the_payload_with_one_line(hostile, module, extra, t
     assert "Traceback" not in done.stderr and len(lines) == 1, done.stderr[-2000:]
     assert "model.extra.inner._target_='builtins.open'" in lines[0]
     assert not marker.exists()
+
+
+def test_an_export_that_fails_parity_leaves_no_file_with_the_digest(clean_checkpoint,
+                                                                    tmp_path):
+    from fer_lightning.export import ExportError
+
+    checkpoint = tmp_path / "net.ckpt"
+    checkpoint.write_bytes(clean_checkpoint.read_bytes())
+    with pytest.raises(ExportError, match="the file was not written"):
+        export_onnx(checkpoint, images=[astronaut(64)], detect=False, tolerance=-1.0)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["net.ckpt"]
