@@ -23,7 +23,8 @@ face at a time. ``ms_fpn`` without landmarks (global branch only) has a dynamic 
 Every export is followed by a parity check: max |ONNX - PyTorch| of the logits on real
 face photos (matplotlib's grace_hopper, skimage's astronaut when installed, or
 ``parity_input=``) taken through the run's own pre-processing, at the full batch and at
-batch 1; above ``tolerance`` (1e-4) the command fails. The legacy TorchScript-based
+batch 1; above ``tolerance`` (1e-4) the command fails and ``out`` is left as it was (the
+file is written beside it and moved there only after it passed). The legacy TorchScript-based
 exporter is used: it gives parity near 1e-7 here and exports in seconds, where the dynamo
 exporter took about a minute per net on the same machine.
 """
