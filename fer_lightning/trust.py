@@ -21,20 +21,28 @@ imported or built, and refuses the whole file with one line naming the key when
   chose (``oc.env`` reads environment variables);
 - a stored Hydra group option (``choices``, which ``eval`` puts on its command line) is
   not a plain option name.
+
+When training resumes, the checkpoint callbacks' record of their best files is confined
+to this run's checkpoint folder (:func:`confine_best_record`), as Lightning deletes files
+it names.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from fer_lightning.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 TARGET_KEY = "_target_"
 #: Comma-separated class paths (``mypackage.nets.MyNet``) trusted besides the shipped ones.
@@ -162,3 +170,39 @@ def check_stored(stored: Any, source: str | Path) -> None:
             raise UntrustedConfigError(
                 f"{source}: fer_lightning.choices.{group}={_shown(option)} is not a config "
                 f"option name (letters, digits, '_', '.', '-', '/'), so the file was refused")
+
+
+def _inside(path: Any, folder: str) -> bool:
+    """Whether ``path`` is a local file inside ``folder`` once ``..`` and links are
+    resolved (a prefix such as ``<folder>/../x`` does not count)."""
+    if not isinstance(path, str) or not path or "://" in path:
+        return False
+    return os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep)
+
+
+def confine_best_record(state: Mapping[str, Any], dirpath: str, mode: str) -> dict[str, Any]:
+    """A ModelCheckpoint state (``best_k_models``, ``best_model_path``, ...) from a
+    checkpoint with every file it names outside ``dirpath`` dropped, and the k-th best
+    recomputed from what is left.
+
+    Lightning deletes the worst of ``best_k_models`` when a better epoch arrives, and
+    only checks that the path's prefix is the checkpoint folder, so a crafted record
+    naming ``<folder>/../../<file>`` (or a remote URL) would delete that file on resume."""
+    best = {path: score for path, score in (state.get("best_k_models") or {}).items()
+            if _inside(path, dirpath)}
+    record = {**state, "best_k_models": best}
+    dropped = len(state.get("best_k_models") or {}) - len(best)
+    for key in ("best_model_path", "last_model_path"):
+        if state.get(key) and not _inside(state[key], dirpath):
+            record[key] = ""
+            dropped += 1
+    if best:
+        worst = (min if mode == "max" else max)(best, key=lambda path: float(best[path]))
+        record["kth_best_model_path"], record["kth_value"] = worst, best[worst]
+    elif "kth_best_model_path" in state:
+        record["kth_best_model_path"] = ""
+        record["kth_value"] = torch.tensor(float("-inf") if mode == "max" else float("inf"))
+    if dropped:
+        log.warning("The checkpoint's record of its best files named %d file(s) outside %s; "
+                    "they were ignored (never read or deleted)", dropped, dirpath)
+    return record

@@ -302,3 +302,48 @@ def test_an_export_that_fails_parity_leaves_no_file_with_the_digest(clean_checkp
     with pytest.raises(ExportError, match="the file was not written"):
         export_onnx(checkpoint, images=[astronaut(64)], detect=False, tolerance=-1.0)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["net.ckpt"]
+
+
+# -- a resumed checkpoint's record of its best files names files, never deletes others ---
+
+
+def test_resuming_a_crafted_best_checkpoint_record_deletes_nothing_outside(make_cfg,
+                                                                           tmp_path):
+    from tests.conftest import TINY
+
+    first = tmp_path / "first"
+    run = [*TINY, "logger=none", "trainer.max_epochs=1"]
+    train(make_cfg(*run, tiny=False, output_dir=first))
+    last = first / "checkpoints/last.ckpt"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    second = tmp_path / "second"
+    # "<this run's checkpoint folder>/../../victim.txt": inside the folder by its prefix.
+    crafted = f"{second}/checkpoints/../../victim.txt"
+    checkpoint = torch.load(last, weights_only=True)
+    [key] = [name for name in checkpoint["callbacks"] if name.startswith("BestCheckpoint")]
+    checkpoint["callbacks"][key].update(
+        best_k_models={crafted: torch.tensor(-1.0)}, kth_best_model_path=crafted,
+        kth_value=torch.tensor(-1.0), best_model_path=crafted,
+        best_model_score=torch.tensor(-1.0))
+    torch.save(checkpoint, last)
+    results = train(make_cfg(*run[:-1], "trainer.max_epochs=2", f"ckpt_path={first}",
+                             tiny=False, output_dir=second))
+    assert victim.read_text() == "keep me"
+    assert Path(results["checkpoint"]).parent == second / "checkpoints"
+
+
+def test_the_best_record_keeps_its_own_files_and_recomputes_the_kth(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    a, b = str(folder / "best-a.ckpt"), str(folder / "best-b.ckpt")
+    state = {"dirpath": str(folder), "best_model_path": a, "last_model_path": "s3://x/y",
+             "kth_best_model_path": f"{folder}/../outside.ckpt", "kth_value": torch.tensor(0.1),
+             "best_k_models": {a: torch.tensor(0.9), b: torch.tensor(0.5),
+                               f"{folder}/../outside.ckpt": torch.tensor(0.1),
+                               "s3://bucket/any": torch.tensor(0.2)}}
+    record = trust.confine_best_record(state, str(folder), "max")
+    assert set(record["best_k_models"]) == {a, b}
+    assert record["kth_best_model_path"] == b and float(record["kth_value"]) == 0.5
+    assert record["best_model_path"] == a and record["last_model_path"] == ""
+    assert trust.confine_best_record(state, str(folder), "min")["kth_best_model_path"] == a
