@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 TARGET_KEY = "_target_"
 #: Comma-separated class paths (``mypackage.nets.MyNet``) trusted besides the shipped ones.
 TRUST_ENV = "FER_LIGHTNING_TRUSTED_TARGETS"
-#: Deepest nesting of mappings / lists a stored object may have (run configs use < 10).
+#: Deepest nesting of mappings / lists a stored object may have (run configs nest a few).
 MAX_DEPTH = 100
 #: The package's config folder, the source of the allowed targets.
 CONF_DIR = Path(__file__).resolve().parent / "conf"
