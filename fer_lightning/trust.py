@@ -40,7 +40,7 @@ from typing import Any
 import torch
 import yaml
 
-from fer_lightning.config import ConfigError
+from fer_lightning.errors import UntrustedConfigError
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,6 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 #: What a Hydra group or option name looks like (config folder / file names, no override
 #: syntax, no path that leaves the config folder).
 OPTION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
-
-
-class UntrustedConfigError(ConfigError):
-    """A stored config that asks to build something this package never builds."""
 
 
 def _targets_in(node: Any) -> Iterator[Any]:

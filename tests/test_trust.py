@@ -15,7 +15,7 @@ from fer_lightning import checkpoint as ckpt
 from fer_lightning import trust
 from fer_lightning.config import compose_config
 from fer_lightning.eval import compose_eval_config, evaluate
-from fer_lightning.export import export_onnx
+from fer_lightning.export import ensure_onnx, export_onnx
 from fer_lightning.predict import Predictor, predict
 from fer_lightning.train import train
 from tests.fixtures_inference import astronaut, write_checkpoint
@@ -219,6 +219,9 @@ def test_a_newer_onnx_from_another_checkpoint_is_exported_again(clean_checkpoint
     sibling = checkpoint.with_suffix(".onnx")
     export_onnx(other_checkpoint, sibling, images=[astronaut(64)], detect=False)
     assert sibling.stat().st_mtime >= checkpoint.stat().st_mtime  # newer, but not its own
+    with pytest.raises(ckpt.CheckpointError, match="exported from another checkpoint"):
+        Predictor.from_checkpoint(checkpoint, backend="onnx")  # the API never guesses
+    assert ensure_onnx(checkpoint) == sibling  # the predict command exports it again
     predictor = Predictor.from_checkpoint(checkpoint, backend="onnx")
     assert predictor.model.runner.backend == "onnx"
     assert predictor.class_names == ckpt.class_names(ckpt.load_checkpoint(checkpoint))
@@ -233,6 +236,7 @@ def test_the_onnx_exported_from_this_checkpoint_is_reused(clean_checkpoint, tmp_
 
     os.utime(checkpoint)  # touched, not changed: the digest still matches
     before = sibling.stat().st_mtime_ns
+    ensure_onnx(checkpoint)
     Predictor.from_checkpoint(checkpoint, backend="onnx")
     assert sibling.stat().st_mtime_ns == before
 
@@ -242,6 +246,7 @@ def test_a_corrupt_sibling_onnx_is_exported_again(clean_checkpoint, tmp_path):
     checkpoint.write_bytes(clean_checkpoint.read_bytes())
     sibling = checkpoint.with_suffix(".onnx")
     sibling.write_bytes(b"\x08\x07garbage" * 100)
+    ensure_onnx(checkpoint)
     predictor = Predictor.from_checkpoint(checkpoint, backend="onnx")
     assert predictor.model.runner.backend == "onnx"
     assert "checkpoint_sha256" in onnx_properties(sibling)
@@ -266,6 +271,7 @@ def test_truncated_onnx_file_is_one_named_error(clean_checkpoint, tmp_path):
 
 @pytest.mark.parametrize("module, extra", [
     ("fer_lightning.eval", []),
+    ("fer_lightning.export", []),
     ("fer_lightning.predict", ["input=."]),
 ])
 def test_the_commands_refuse_the_payload_with_one_line(hostile, module, extra, tmp_path):
