@@ -45,7 +45,6 @@ from fer_lightning.inference.media import (  # noqa: F401  (the media API, also 
     VideoHeader,
     VideoWriter,
     annotate,
-    check_pixels,
     collect_inputs,
     load_image,
     truncation,
