@@ -12,13 +12,16 @@ uint8; the DataModule turns them into floats there.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.utils.data import Sampler
 
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.decode_cache import decode_rows, sample_fields
@@ -146,18 +149,52 @@ class EpochBatchSampler:
             yield indices[batch * self.batch_size:(batch + 1) * self.batch_size]
 
 
+def step_seed(seed: int, step: int) -> int:
+    """The seed of the global RNG for training batch ``step`` (counted across epochs):
+    a 63-bit hash of (seed, step), so augmentation and dropout draw the same numbers for
+    that batch in a run and in a run resumed from a checkpoint."""
+    digest = hashlib.blake2b(f"{seed}/{step}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class EpochSampler(Sampler[int]):
+    """The per-sample path's training sampler: one index at a time, in the order an
+    unsharded ``EpochBatchSampler`` draws for the epoch (seed + epoch, shuffled or
+    balanced). Under DDP, Lightning shards it with its sampler wrapper."""
+
+    def __init__(self, size: int, weights: np.ndarray | None = None, seed: int = 0) -> None:
+        self.draw = EpochBatchSampler(size, 1, shuffle=True, weights=weights, seed=seed,
+                                      rank=0, num_replicas=1)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw epoch ``epoch``'s order next."""
+        self.draw.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.draw.size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.draw.epoch_indices().tolist())
+
+
 class BatchLoader:
     """What ``train_dataloader`` returns on the batched path: an iterable of batches
     gathered from an ``ArraySplit`` by an ``EpochBatchSampler``. Lightning calls
     ``batch_sampler.set_epoch`` before each epoch and moves each batch to the
-    device (a no-op when the split already lives there)."""
+    device (a no-op when the split already lives there). ``batches_done``: how many of
+    the epoch's batches were trained before this iteration starts (non-zero in a run
+    resumed mid-epoch; those are skipped, so the epoch ends as it would have)."""
 
-    def __init__(self, split: ArraySplit, batch_sampler: EpochBatchSampler) -> None:
+    def __init__(self, split: ArraySplit, batch_sampler: EpochBatchSampler,
+                 batches_done: Callable[[], int] | None = None) -> None:
         self.split, self.batch_sampler = split, batch_sampler
+        self.batches_done = batches_done
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        for indices in self.batch_sampler:
+        # A run resumed mid-epoch continues with the batches the epoch had not reached.
+        done = self.batches_done() if self.batches_done is not None else 0
+        for indices in itertools.islice(self.batch_sampler, done, None):
             yield self.split.gather(indices)

@@ -9,15 +9,17 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
 from fer_lightning.checks import check_choice
 from fer_lightning.data.arrays import (
     ArraySplit,
     BatchLoader,
     EpochBatchSampler,
+    EpochSampler,
     decode_in_memory,
     split_arrays,
+    step_seed,
 )
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.decode_cache import DecodeCache
@@ -248,28 +250,51 @@ class FERDataModule(L.LightningDataModule):
         if split in self.unavailable_splits:
             raise SplitUnavailableError(self.unavailable_splits[split])
         if split in self.arrays:
-            return BatchLoader(self._placed_split(split), self._sampler(split, shuffle))
+            return BatchLoader(self._placed_split(split), self._sampler(split, shuffle),
+                               self._batches_done if shuffle else None)
         sampler = None
-        if shuffle and self.balanced_sampler:
-            sampler, shuffle = self._balanced_sampler(), False
+        if shuffle:
+            self._warn_if_resumed_mid_epoch()
+            sampler, shuffle = EpochSampler(len(self.datasets[split]), self._weights(split),
+                                            seed=self.seed), False
         return DataLoader(
             self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, sampler=sampler,
             num_workers=self.num_workers, pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0, drop_last=False,
         )
 
+    def _weights(self, split: str) -> np.ndarray | None:
+        """Per-sample draw weights of the balanced sampler (1 / class count), or None."""
+        if not self.balanced_sampler:
+            return None
+        labels = self.datasets[split].labels
+        counts = np.bincount(labels, minlength=len(self.class_names)).astype(np.float64)
+        return 1.0 / counts[labels]
+
     def _sampler(self, split: str, shuffle: bool) -> EpochBatchSampler:
         """The split's batch sampler (one per split and rank; Lightning sets its epoch)."""
         if split not in self._samplers:
-            weights = None
-            if shuffle and self.balanced_sampler:
-                labels = self.datasets[split].labels
-                counts = np.bincount(labels, minlength=len(self.class_names)).astype(np.float64)
-                weights = 1.0 / counts[labels]
             self._samplers[split] = EpochBatchSampler(
-                len(self.arrays[split]), self.batch_size, shuffle=shuffle, weights=weights,
-                seed=self.seed)
+                len(self.arrays[split]), self.batch_size, shuffle=shuffle,
+                weights=self._weights(split) if shuffle else None, seed=self.seed)
         return self._samplers[split]
+
+    def _batches_done(self) -> int:
+        """Batches of the current training epoch already trained (restored on resume)."""
+        if self.trainer is None:
+            return 0
+        return int(self.trainer.fit_loop.epoch_loop.batch_progress.current.ready)
+
+    def _batch_count(self) -> int:
+        """Training batches before this one, over all epochs (restored on resume)."""
+        return int(self.trainer.fit_loop.epoch_loop.batch_progress.total.ready)
+
+    def _warn_if_resumed_mid_epoch(self) -> None:
+        done = self._batches_done()
+        if done:
+            log.warning("Resumed %d batches into epoch %d on the per-sample data path: the "
+                        "rest of that epoch is drawn anew (it will not match the "
+                        "uninterrupted run's)", done, self.trainer.current_epoch)
 
     def _placed_split(self, split: str) -> ArraySplit:
         """The split where its batches are gathered: on the GPU (``on_device``) or in
@@ -288,12 +313,6 @@ class FERDataModule(L.LightningDataModule):
             self._placed[split] = arrays
         return self._placed[split]
 
-    def _balanced_sampler(self) -> WeightedRandomSampler:
-        labels = self.datasets["train"].labels
-        counts = np.bincount(labels, minlength=len(self.class_names)).astype(np.float64)
-        weights = 1.0 / counts[labels]
-        return WeightedRandomSampler(torch.as_tensor(weights), num_samples=len(labels))
-
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
@@ -306,6 +325,8 @@ class FERDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int
                                 ) -> dict[str, torch.Tensor]:
         training = self.trainer is not None and self.trainer.training
+        if training:  # each batch's augmentation and dropout follow from (seed, batch)
+            torch.manual_seed(step_seed(self.seed, self._batch_count()))
         if batch["image"].dtype == torch.uint8:  # the batched path: uint8 until here
             batch = {**batch, "image": batch["image"].float().div_(255.0)}
         return self.batch_transform(batch, training=training)
