@@ -43,7 +43,8 @@ RESUME_IGNORED = (
     "trainer.strategy", "trainer.sync_batchnorm", "trainer.use_distributed_sampler",
     "trainer.plugins", "trainer.enable_progress_bar", "trainer.enable_model_summary",
     "trainer.log_every_n_steps", "trainer.limit_val_batches", "trainer.limit_test_batches",
-    "trainer.check_val_every_n_epoch", "data.num_workers",
+    "trainer.check_val_every_n_epoch", "data.num_workers", "data.cache_dir",
+    "data.on_device", "data.decode_cache",
 )
 #: What a test-only run (``train=false``) must share with the checkpoint's run: the network
 #: and its input. Data, loss and optimiser may differ (testing on another dataset; the class
