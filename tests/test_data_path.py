@@ -11,12 +11,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from PIL import Image
 
 import fer_lightning.data.decode_cache as decode_cache
 from fer_lightning.data.arrays import EpochBatchSampler, decode_in_memory, split_arrays
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import FERDataset
-from fer_lightning.data.decode_cache import DecodeCache
+from fer_lightning.data.decode_cache import DecodeCache, to_training_pixels
 from fer_lightning.data.sources.synthetic import SyntheticFaces
 
 
@@ -170,3 +171,52 @@ def test_datamodule_refuses_an_unknown_on_device_value():
         FERDataModule(faces(), on_device="gpu")
     with pytest.raises(ValueError, match="data.decode_cache"):
         FERDataModule(faces(), decode_cache="yes")
+
+
+def test_photo_folders_are_served_from_the_decode_cache_with_the_per_sample_pixels(tmp_path):
+    from fer_lightning.data.sources.imagefolder import ImageFolder
+    from tests.fixtures_photos import write_imagefolder
+
+    root = write_imagefolder(tmp_path / "faces", {"angry": 20, "happy": 20})
+    cached = FERDataModule(ImageFolder(root), image_size=16, channels=3, batch_size=64,
+                           cache_dir=str(tmp_path / "cache"))
+    per_sample = FERDataModule(ImageFolder(root), image_size=16, channels=3, batch_size=64,
+                               decode_cache="off")
+    cached.setup("fit")
+    per_sample.setup("fit")
+    assert cached.data_path("train") == "decode cache"
+    assert per_sample.data_path("train") == "per sample" and "train" not in per_sample.arrays
+    batch = next(iter(cached.train_dataloader()))
+    reference = per_sample.datasets["train"]
+    for image, index in zip(batch["image"], batch["index"], strict=True):
+        position = int(np.flatnonzero(reference.indices == int(index))[0])
+        torch.testing.assert_close(image.float() / 255.0, reference[position]["image"],
+                                   rtol=0, atol=0)
+
+
+def test_decode_cache_crops_first_and_is_keyed_by_file_content_and_crop(tmp_path):
+    from fer_lightning.data.sources.imagefolder import ImageFolder
+    from tests.fixtures_photos import gradient_image, write_image, write_imagefolder
+
+    root = write_imagefolder(tmp_path / "faces", {"angry": 3, "happy": 3})
+    source = ImageFolder(root, split_fractions=(0.5, 0.5, 0.0))
+    size = len(source.split_info("train").labels)
+    boxes = np.full((size, 4), np.nan, np.float32)
+    boxes[0] = (0, 0, 12, 24)  # the left half of image 0, stretched to 8 x 8
+    Image.fromarray(gradient_image(24, 24)).convert("RGB").save(
+        source.image_files("train")[0].path, quality=95)
+    cache = DecodeCache(tmp_path / "cache", source, "train", 8, 3, crop_boxes=boxes)
+    image = cache.load()["image"]
+    path = source.image_files("train")[0].path
+    whole = np.asarray(Image.open(path).convert("RGB"))
+    np.testing.assert_array_equal(image[0], to_training_pixels(whole[:, :12], 8, 3))
+    assert not np.array_equal(image[0], to_training_pixels(whole, 8, 3)), "a crop shows"
+    np.testing.assert_array_equal(image[1], to_training_pixels(
+        np.asarray(Image.open(source.image_files("train")[1].path).convert("RGB")), 8, 3))
+    uncropped = DecodeCache(tmp_path / "cache", source, "train", 8, 3)
+    assert uncropped.directory != cache.directory
+    write_image(path, (1, 2, 3))
+    os.utime(path, (1, 1))  # another stat signature, whatever the clock
+    edited = DecodeCache(tmp_path / "cache", ImageFolder(root, split_fractions=(0.5, 0.5, 0.0)),
+                         "train", 8, 3, crop_boxes=boxes)
+    assert edited.directory != cache.directory
