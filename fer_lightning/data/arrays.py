@@ -139,8 +139,9 @@ class EpochBatchSampler:
         else:
             order = torch.arange(self.size)
         total = self._shard_size() * self.num_replicas
-        if total > self.size and self.size:
-            order = torch.cat([order, order.repeat(math.ceil(total / self.size))[: total - self.size]])
+        if total > self.size and self.size:  # pad with the first indices, as DDP does
+            padding = order.repeat(math.ceil(total / self.size))[: total - self.size]
+            order = torch.cat([order, padding])
         return order[self.rank:total:self.num_replicas]
 
     def __iter__(self) -> Iterator[torch.Tensor]:

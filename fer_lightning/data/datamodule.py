@@ -23,9 +23,9 @@ from fer_lightning.data.arrays import (
 )
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.decode_cache import DecodeCache
-from fer_lightning.data.landmarks.content import digest_method
 from fer_lightning.data.landmarks.cache import LandmarkCache, caches_for
 from fer_lightning.data.landmarks.config import LandmarksConfig
+from fer_lightning.data.landmarks.content import digest_method
 from fer_lightning.data.landmarks.policy import resolve
 from fer_lightning.data.sources import validate
 from fer_lightning.data.sources.base import SPLITS, Source, SplitUnavailableError
