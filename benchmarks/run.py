@@ -109,9 +109,9 @@ def main() -> None:
         lines.append(f"| mini_xception head={head} ({params:,} params) train images / s, "
                      f"48x48, batch 32, fp32 | {rate:.0f} |")
     # Imported here: each module imports this one for its helpers.
-    from . import families, inference, landmarks, mba, ms_fpn, sources
+    from . import data_path, families, inference, landmarks, mba, ms_fpn, sources
 
-    for section in (mba.rows, families.rows, families.overhead_rows, ms_fpn.rows,
+    for section in (data_path.rows, mba.rows, families.rows, families.overhead_rows, ms_fpn.rows,
                     sources.rows, landmarks.rows, inference.rows):
         lines += section()
         print("\n".join(lines[-3:]), flush=True)
