@@ -86,8 +86,7 @@ class _EpochTimer(L.Callback):
 
 def epoch_row(scratch: str) -> str:
     """Second Lightning epoch of the default run vs a bare loop over as many images."""
-    from fer_lightning.config import build_net
-    from fer_lightning.train import build_loss, build_module
+    from fer_lightning.build import build_loss, build_module, build_net
 
     cfg, module = datamodule([f"data.source.train_size={EPOCH_SIZE}"], scratch)
     net = build_net(cfg, len(module.class_names))
