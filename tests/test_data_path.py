@@ -220,3 +220,14 @@ def test_decode_cache_crops_first_and_is_keyed_by_file_content_and_crop(tmp_path
     edited = DecodeCache(tmp_path / "cache", ImageFolder(root, split_fractions=(0.5, 0.5, 0.0)),
                          "train", 8, 3, crop_boxes=boxes)
     assert edited.directory != cache.directory
+
+
+def test_on_device_auto_keeps_a_split_on_the_gpu_only_within_its_share_of_free_memory():
+    from fer_lightning.data.datamodule import ON_DEVICE_FRACTION, keep_on_device
+
+    free = 1000
+    share = int(ON_DEVICE_FRACTION * free)
+    assert keep_on_device("auto", share, free) and not keep_on_device("auto", share + 1, free)
+    assert keep_on_device("true", 10 * free, free) and not keep_on_device("false", 1, free)
+    module = FERDataModule(faces(), on_device=True)  # Hydra passes booleans as such
+    assert module.on_device == "true"

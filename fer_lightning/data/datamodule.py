@@ -41,6 +41,13 @@ DECODE_CACHE = ("auto", "on", "off")
 ON_DEVICE_FRACTION = 0.25
 
 
+def keep_on_device(on_device: str, nbytes: int, free: int) -> bool:
+    """Whether a split of ``nbytes`` lives on the GPU (``data.on_device``: ``true``,
+    ``false``, or ``auto``: when it takes at most ``ON_DEVICE_FRACTION`` of the ``free``
+    GPU memory)."""
+    return on_device == "true" or (on_device == "auto" and nbytes <= ON_DEVICE_FRACTION * free)
+
+
 class FERDataModule(L.LightningDataModule):
     """Wraps a dataset Source for Lightning.
 
@@ -305,8 +312,7 @@ class FERDataModule(L.LightningDataModule):
                 else torch.device("cpu")
             if device.type == "cuda":
                 free = torch.cuda.mem_get_info(device)[0]
-                fits = arrays.nbytes <= ON_DEVICE_FRACTION * free
-                on_device = self.on_device == "true" or (self.on_device == "auto" and fits)
+                on_device = keep_on_device(self.on_device, arrays.nbytes, free)
                 arrays = arrays.to(device) if on_device else arrays.pin_memory()
                 log.info("Data path: %s split (%.1f MB) %s", split, arrays.nbytes / 1e6,
                          f"on {device}" if on_device else "in pinned host memory")
