@@ -51,7 +51,7 @@ def ceiling_row(scratch: str, augment: bool) -> str:
     """Loader + transform vs bare gather + transform of the same uint8 array."""
     overrides = [f"data.source.train_size={CEILING_SIZE}", f"data.batch_size={BATCH}"]
     _, module = datamodule([*overrides, *([] if augment else ["data.augment=null"])], scratch)
-    images = module.arrays["train"].tensors["image"]
+    images = module.split_arrays("train").tensors["image"]
 
     def through_loader() -> int:
         count = 0
@@ -102,8 +102,8 @@ def epoch_row(scratch: str) -> str:
 
     bare_net = build_net(cfg, len(module.class_names))
     optimizer = torch.optim.Adam(bare_net.parameters(), cfg.optimizer.lr)
-    images = module.arrays["train"].tensors["image"]
-    labels = module.arrays["train"].tensors["label"]
+    images = module.split_arrays("train").tensors["image"]
+    labels = module.split_arrays("train").tensors["label"]
     loss_fn = torch.nn.CrossEntropyLoss()
     batch_size = int(cfg.data.batch_size)
 

@@ -158,6 +158,7 @@ def test_datamodule_serves_synthetic_faces_as_batches_from_the_cache(tmp_path, c
         module.setup("fit")
     assert "train decode cache" in caplog.text and "gathered by index" in caplog.text
     assert module.data_path("train") == "decode cache"
+    assert not module.arrays and not any(tmp_path.iterdir()), "setup alone decodes nothing"
     batch = next(iter(module.train_dataloader()))
     assert batch["image"].dtype == torch.uint8 and batch["image"].shape == (16, 1, 48, 48)
     assert [len(b["label"]) for b in module.val_dataloader()] == [8]
@@ -185,7 +186,8 @@ def test_photo_folders_are_served_from_the_decode_cache_with_the_per_sample_pixe
     cached.setup("fit")
     per_sample.setup("fit")
     assert cached.data_path("train") == "decode cache"
-    assert per_sample.data_path("train") == "per sample" and "train" not in per_sample.arrays
+    assert per_sample.data_path("train") == "per sample"
+    assert per_sample.split_arrays("train") is None
     batch = next(iter(cached.train_dataloader()))
     reference = per_sample.datasets["train"]
     for image, index in zip(batch["image"], batch["index"], strict=True):

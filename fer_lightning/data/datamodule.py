@@ -97,8 +97,9 @@ class FERDataModule(L.LightningDataModule):
         self.on_device, self.decode_cache = on_device, decode_cache
         self.cache_dir = None if cache_dir is None else str(cache_dir)
         self.seed = torch.initial_seed() % 2**62 if seed is None else int(seed)
-        #: split -> its ArraySplit (batched path) after setup; splits absent here are
-        #: read per sample.
+        #: split -> its ArraySplit (batched path), decoded when its loader is first asked
+        #: for (``split_arrays``), so ``setup`` alone (data summary, preview) decodes
+        #: nothing.
         self.arrays: dict[str, ArraySplit] = {}
         self._placed: dict[str, ArraySplit] = {}
         self._samplers: dict[str, EpochBatchSampler] = {}
@@ -217,9 +218,6 @@ class FERDataModule(L.LightningDataModule):
             self.datasets[split] = FERDataset(self.source, split, self.image_size,
                                               self.channels, self.use_landmarks,
                                               landmarks=arrays.get(split), indices=kept.get(split))
-            decoded = self._decode(self.datasets[split])
-            if decoded is not None:
-                self.arrays[split] = split_arrays(self.datasets[split], decoded)
         if missing:
             self._report_path(missing)
 
@@ -246,9 +244,19 @@ class FERDataModule(L.LightningDataModule):
         return DecodeCache(self.cache_dir, self.source, dataset.split, self.image_size,
                            self.channels, crop_boxes=crops).load()
 
+    def split_arrays(self, split: str) -> ArraySplit | None:
+        """``split`` as an ArraySplit (decoded on first use), or None on the per-sample
+        path."""
+        if split not in self.arrays:
+            decoded = self._decode(self.datasets[split])
+            if decoded is None:
+                return None
+            self.arrays[split] = split_arrays(self.datasets[split], decoded)
+        return self.arrays[split]
+
     def _report_path(self, splits: list[str]) -> None:
         paths = {split: self.data_path(split) for split in splits}
-        batched = [split for split in splits if split in self.arrays]
+        batched = [split for split, path in paths.items() if path != "per sample"]
         log.info("Data path: %s%s", ", ".join(f"{split} {path}" for split, path in paths.items()),
                  f"; batches gathered by index from uint8 arrays ({', '.join(batched)})"
                  if batched else "; samples read one by one (data.decode_cache=off)")
@@ -256,7 +264,7 @@ class FERDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader | BatchLoader:
         if split in self.unavailable_splits:
             raise SplitUnavailableError(self.unavailable_splits[split])
-        if split in self.arrays:
+        if self.split_arrays(split) is not None:
             return BatchLoader(self._placed_split(split), self._sampler(split, shuffle),
                                self._batches_done if shuffle else None)
         sampler = None
