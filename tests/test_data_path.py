@@ -233,3 +233,24 @@ def test_on_device_auto_keeps_a_split_on_the_gpu_only_within_its_share_of_free_m
     assert keep_on_device("true", 10 * free, free) and not keep_on_device("false", 1, free)
     module = FERDataModule(faces(), on_device=True)  # Hydra passes booleans as such
     assert module.on_device == "true"
+
+
+def test_per_sample_path_says_a_mid_epoch_resume_draws_the_rest_anew(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from fer_lightning.data.sources.imagefolder import ImageFolder
+    from tests.fixtures_photos import write_imagefolder
+
+    root = write_imagefolder(tmp_path / "faces", {"angry": 20, "happy": 20})
+    module = FERDataModule(ImageFolder(root), image_size=16, batch_size=4, decode_cache="off")
+    module.setup("fit")
+    progress = SimpleNamespace(current=SimpleNamespace(ready=0))
+    module.trainer = SimpleNamespace(
+        current_epoch=1, fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(
+            batch_progress=progress)))
+    with caplog.at_level(logging.WARNING, logger="fer_lightning.data.datamodule"):
+        module.train_dataloader()
+        assert "drawn anew" not in caplog.text, "an epoch that starts at its beginning"
+        progress.current.ready = 3
+        module.train_dataloader()
+    assert "Resumed 3 batches into epoch 1" in caplog.text and "drawn anew" in caplog.text
