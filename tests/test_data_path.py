@@ -9,7 +9,6 @@ import os
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from PIL import Image
 
@@ -19,6 +18,7 @@ from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.decode_cache import DecodeCache, to_training_pixels
 from fer_lightning.data.sources.synthetic import SyntheticFaces
+from tests.ddp_shards import rank_indices
 
 
 def faces(**kwargs) -> SyntheticFaces:
@@ -125,27 +125,10 @@ def test_ranks_get_disjoint_shards_that_cover_the_split(size):
         assert sum(len(shard) for shard in shards) == size, "disjoint"
 
 
-def _rank_indices(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        module = FERDataModule(faces(train_size=30), batch_size=4, decode_cache="off", seed=5)
-        module.setup("fit")
-        loader = module.train_dataloader()
-        loader.batch_sampler.set_epoch(2)
-        indices = torch.cat([batch["index"] for batch in loader])
-        gathered = [torch.zeros_like(indices) for _ in range(world)]
-        dist.all_gather(gathered, indices)
-        if rank == 0:
-            torch.save(gathered, out)
-    finally:
-        dist.destroy_process_group()
-
-
 def test_ddp_gloo_ranks_gather_disjoint_shards_of_the_batched_split(tmp_path):
     out = str(tmp_path / "shards.pt")
     port = 29500 + os.getpid() % 1000
-    mp.start_processes(_rank_indices, args=(2, port, out), nprocs=2, start_method="spawn")
+    mp.start_processes(rank_indices, args=(2, port, out), nprocs=2, start_method="spawn")
     shards = [shard.tolist() for shard in torch.load(out)]
     assert len(shards[0]) == len(shards[1]) == 15
     assert not set(shards[0]) & set(shards[1])
