@@ -43,6 +43,7 @@ from fer_lightning.config import (
 )
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.landmarks.config import LandmarksConfig
+from fer_lightning.data.sources import validate
 from fer_lightning.data.sources.base import DatasetError
 from fer_lightning.metrics import SCALAR_METRICS
 from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
@@ -78,15 +79,19 @@ def build_datamodule(cfg: DictConfig) -> FERDataModule:
 def build_datamodule_or_hint(cfg: DictConfig) -> FERDataModule:
     """``build_datamodule``; a dataset missing on disk ends the run at once with the
     source's message (path and expected layout) plus the experiment's ``hint_without_data``
-    or, by default, the overrides that run the same configuration on synthetic faces."""
+    or, by default, the overrides that run the same configuration on synthetic faces.
+    Any other error reading the dataset becomes its one-line Config or Dataset error
+    (``sources.validate.user_error``), as the data summary prints it."""
     try:
         return build_datamodule(cfg)
     except Exception as error:
-        missing = error
-        while missing is not None and not isinstance(missing, FileNotFoundError):
-            missing = missing.__cause__
+        missing = next((link for link in validate.causes(error)
+                        if isinstance(link, FileNotFoundError)), None)
         if missing is None:
-            raise
+            known = validate.user_error(error)
+            if known is None:
+                raise
+            raise known from None
         hint = cfg.get("hint_without_data") or synthetic_hint(cfg)
         raise ConfigError(f"{missing}\n{hint}") from None
 
@@ -249,6 +254,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
 
     datamodule = build_datamodule_or_hint(cfg)
+    datamodule.check(fit=bool(cfg.train))  # the summary's problems, before any net is built
     class_names = datamodule.class_names
     if ckpt_path:
         check_checkpoint_classes(ckpt_path, class_names)  # safe load; same classes, same order

@@ -346,7 +346,8 @@ def test_folder_release_header_line_is_passed_over(tmp_path):
 
 
 def test_folder_release_box_cropped_and_checked_against_the_image(tmp_path):
-    rows = RELEASE_ROWS.replace('fer0028642.png,"(0, 0, 48, 48)"', 'fer0028642.png,"(8, 4, 40, 44)"')
+    rows = RELEASE_ROWS.replace('fer0028642.png,"(0, 0, 48, 48)"',
+                                'fer0028642.png,"(8, 4, 40, 44)"')
     source = FERPlusSource(release_copy(tmp_path, rows))
     assert source.load("val", 0).image.shape == (40, 32)
     assert source.image_files("val")[0].box == (8, 4, 32, 40)

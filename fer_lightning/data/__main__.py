@@ -21,10 +21,11 @@ from pathlib import Path
 
 from hydra.errors import InstantiationException
 
-from fer_lightning.config import ConfigError, compose_config
+from fer_lightning.config import compose_config, user_error_exit
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.preview import write_preview
+from fer_lightning.data.sources.validate import user_error
 from fer_lightning.data.summary import render, summarize
 
 COMMANDS = ("preview", "summary")
@@ -54,9 +55,9 @@ def parse(argv: Sequence[str]) -> tuple[str, dict[str, str], list[str]]:
 
 def datamodule_from_overrides(overrides: list[str]) -> FERDataModule:
     """The FERDataModule that ``python -m fer_lightning <overrides>`` would train on."""
-    from fer_lightning.train import build_datamodule
+    from fer_lightning.train import build_datamodule_or_hint
 
-    return build_datamodule(compose_config(overrides, Path.cwd()))
+    return build_datamodule_or_hint(compose_config(overrides, Path.cwd()))
 
 
 def print_summary(overrides: list[str], fmt: str, images: str | None = None) -> int:
@@ -65,9 +66,10 @@ def print_summary(overrides: list[str], fmt: str, images: str | None = None) -> 
     try:
         summary = summarize(datamodule_from_overrides(overrides), images=images)
     except (OSError, ValueError, InstantiationException) as error:
-        cause = error.__cause__ or error  # Hydra wraps constructor errors
-        prefix = "Config error" if isinstance(cause, ConfigError) else "error"
-        raise SystemExit(f"{prefix}: {cause}") from None
+        known = user_error(error)  # the line training stops on
+        if known is None:
+            raise
+        raise user_error_exit(known) from None
     print(render(summary, fmt))
     return 1 if summary.get("problems") else 0
 

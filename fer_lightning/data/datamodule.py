@@ -141,6 +141,20 @@ class FERDataModule(L.LightningDataModule):
                                  for need_val in {False, fit})
         return problems
 
+    def check(self, fit: bool = False) -> None:
+        """Raise DatasetError listing every ``dataset_problems`` (the data summary's
+        problems), checking images as ``check_images`` says; training calls it before
+        the net is built, so a one-class folder stops there, not inside a metric. A
+        source that fails to read its files (a bad label file, a missing column) stops
+        with its message as a DatasetError, the line the summary prints."""
+        try:
+            self._check(self.check_images, fit=fit)
+        except (ValueError, OSError) as error:
+            known = validate.user_error(error)
+            if known is None or known is error:
+                raise
+            raise known from None
+
     def _check(self, images: str, fit: bool = False) -> None:
         """Raise DatasetError listing ``dataset_problems``, unless that check passed."""
         if (images, fit) not in self._checked:
