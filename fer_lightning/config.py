@@ -23,6 +23,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fer_lightning.checks import check_choice
+from fer_lightning.config_checks import data_problems, unknown_keys
 from fer_lightning.nets.base import FERNet
 from fer_lightning.report.labels import run_label
 from fer_lightning.slurm import slurm_gpus, slurm_tasks
@@ -300,7 +301,13 @@ def _check_soft_labels(cfg: DictConfig) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value or combination that cannot run."""
+    unknown = unknown_keys(cfg)  # first: a misspelt key explains the errors it causes
+    if unknown:
+        raise ConfigError("\n".join(unknown))
     _check_values(cfg)
+    problems = data_problems(cfg)
+    if problems:
+        raise ConfigError("\n".join(problems))
     net = net_class(cfg)
     if cfg.head.pool not in net.supported_heads:
         raise ConfigError(
