@@ -90,3 +90,15 @@ def test_nearest_matches_whole_keys_and_last_parts():
     assert nearest("lr", known) == ["optimizer.lr"]
     assert nearest("data.batchsize", known)[0] == "data.batch_size"
     assert "hint_without_data" in top_level_keys() and "defaults" not in top_level_keys()
+
+
+def test_composing_and_checking_ms_fpn_logs_no_stray_hydra_error(make_cfg, caplog):
+    """scheduler=none's `_target_: null` used to reach hydra's get_class, which logs
+    'Error getting class at None' before the check swallowed the exception."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG):
+        check_config(make_cfg("+experiment=ms_fpn", "trainer=cpu", "trainer.precision=32",
+                              "model.backbone=resnet18", tiny=False))
+        check_config(make_cfg("scheduler=none"))
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
