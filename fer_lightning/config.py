@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fer_lightning.checks import check_choice
 from fer_lightning.config_checks import data_problems, unknown_keys
+from fer_lightning.launch import available_cpus
 from fer_lightning.nets.base import FERNet
 from fer_lightning.report.labels import run_label
 from fer_lightning.slurm import slurm_gpus, slurm_tasks
@@ -320,14 +321,6 @@ def check_config(cfg: DictConfig) -> None:
                           f"set landmarks=none")
     _check_soft_labels(cfg)
     _check_net_builds(cfg)
-
-
-def available_cpus() -> int:
-    """CPU cores this process may run on (the job's share on a cluster node)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def _uses_gpu(trainer: DictConfig) -> bool:

@@ -45,6 +45,7 @@ from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.sources import validate
 from fer_lightning.data.sources.base import DatasetError
+from fer_lightning.launch import apply_thread_budget
 from fer_lightning.metrics import SCALAR_METRICS
 from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
 from fer_lightning.provenance import run_record, utc_now
@@ -324,6 +325,7 @@ def main(cfg: DictConfig) -> float | None:
     after writing last.ckpt."""
     configure_run_logging()
     try:
+        apply_thread_budget()  # FER_THREADS: this job's share of a shared machine
         return optimized_value(cfg, train(cfg))
     except (ConfigError, DatasetError) as error:
         log_crash(error, traceback=False)
