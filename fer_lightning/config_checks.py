@@ -12,11 +12,13 @@ What reads a key:
 
 - top level: the keys of ``conf/train.yaml`` and its groups, plus ``hint_without_data``
   (set by experiments whose data must be downloaded);
+- ``paths``: the keys of ``conf/paths/default.yaml``;
 - a node with a ``_target_`` (data, data.source, model, loss, optimizer, scheduler,
   trainer, each logger and callback): the parameters of that class's constructor, plus
   the keys this package reads itself (``NODE_EXTRAS``); a constructor taking
   ``**kwargs`` accepts any key, and a target that cannot be imported is left to fail
-  later with its own message; ``data.augment`` is read by ``LandmarkAugment``.
+  later with its own message; ``data.augment`` is read by ``LandmarkAugment``, ``head``
+  by ``ClassifierHead``.
 
 Values (``data_problems``): augmentation ranges (``data.augment.scale=[2,1]``) and one
 ``data.mean`` / ``data.std`` value or one per ``data.channels``, so a mismatch fails
@@ -42,9 +44,15 @@ NODE_EXTRAS: dict[str, tuple[str, ...]] = {
     "optimizer": ("conv_l2", "conv_l2_modules"),  # modules/classifier.py PARAM_GROUP_KEYS
     "scheduler": ("interval", "frequency", "monitor"),  # LIGHTNING_SCHEDULER_KEYS
     "model": ("name", "module"),  # train.build_net / build_module
+    "head": ("name",),  # the option's name; the rest goes to ClassifierHead
 }
+#: Constructor arguments of a READERS class that the net passes itself.
+_PASSED_BY_NET = {"in_channels", "num_classes", "feature_size"}
+#: Nodes of plain values read by name; their keys are those of the shipped option.
+FIXED_KEYS = {"paths": Path(__file__).parent / "conf" / "paths" / "default.yaml"}
 #: Nodes without a ``_target_`` and the class their keys are passed to.
-READERS = {"data.augment": "fer_lightning.data.transforms.LandmarkAugment"}
+READERS = {"data.augment": "fer_lightning.data.transforms.LandmarkAugment",
+           "head": "fer_lightning.nets.heads.ClassifierHead"}
 #: Constructor arguments that code fills in; a config setting them is refused too.
 _PASSED_IN_CODE = {"self", "params", "optimizer"}
 TRAIN_YAML = Path(__file__).parent / "conf" / "train.yaml"
@@ -102,8 +110,9 @@ def _accepted(node: DictConfig, key: str) -> list[str] | None:
         return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return None
+    passed = _PASSED_IN_CODE | (_PASSED_BY_NET if key == "head" else set())
     names = [name for name, p in parameters.items()
-             if p.kind is not inspect.Parameter.VAR_POSITIONAL and name not in _PASSED_IN_CODE]
+             if p.kind is not inspect.Parameter.VAR_POSITIONAL and name not in passed]
     return sorted({*names, *NODE_EXTRAS.get(key, ())})
 
 
@@ -118,7 +127,7 @@ def _unknown_in_node(node: DictConfig, key: str) -> list[tuple[str, list[str]]]:
 def _target_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
     """(key, node) of every instantiated node whose keys are checked."""
     nodes = [(key, OmegaConf.select(cfg, key)) for key in
-             ("data", "data.source", "data.augment", "model", "loss", "optimizer",
+             ("data", "data.source", "data.augment", "model", "head", "loss", "optimizer",
               "scheduler", "trainer")]
     module = OmegaConf.select(cfg, "model.module")
     if isinstance(module, DictConfig) and "_target_" in module:
@@ -143,6 +152,12 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
             hint = f"; nearest known keys: {', '.join(close)}" if close else ""
             messages.append(f"{key}={_shown(cfg, str(key))} is a key nothing reads{hint} "
                             f"(top-level keys: {', '.join(allowed)})")
+    for key, path in FIXED_KEYS.items():
+        node = cfg.get(key)
+        accepted = sorted(OmegaConf.load(path))
+        if isinstance(node, DictConfig):
+            messages += [f"{key}.{name} is not a key of {key}; accepted keys: "
+                         f"{', '.join(accepted)}" for name in node if name not in accepted]
     for key, node in _target_nodes(cfg):
         for dotted, accepted in _unknown_in_node(node, key):
             close = nearest(dotted.rsplit(".", 1)[-1], accepted)

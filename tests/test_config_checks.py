@@ -32,6 +32,12 @@ def test_a_top_level_key_nothing_reads_names_the_nearest_known_keys(make_cfg):
     ("+data.augment.rotation=5", r"data.augment.rotation is not a key of data.augment "
                                  r"\(fer_lightning.data.transforms.LandmarkAugment\) \(did you "
                                  r"mean data.augment.rotate\?\)"),
+    ("+head.dropot=0.5", r"head.dropot is not a key of head \(fer_lightning.nets.heads."
+                         r"ClassifierHead\) \(did you mean head.dropout, head.final_dropout"
+                         r"\?\); accepted keys: conv_kernel, dropout, final_dropout, hidden, "
+                         r"name, pool$"),
+    ("+paths.logdir=/x", r"paths.logdir is not a key of paths; accepted keys: data_dir, "
+                         r"log_dir, output_dir, root_dir$"),
     ("+scheduler.step=3", r"scheduler.step is not a key of scheduler .*accepted keys: .*"
                           r"interval, .*step_size"),
 ])
