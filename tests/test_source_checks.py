@@ -326,3 +326,13 @@ def test_training_and_summary_stop_on_the_same_dataset_error(make_cfg, tmp_path,
     lines = [line.strip(" -") for line in message.splitlines()]
     assert lines[-1] in printed  # the same problem line, word for word
     assert "Epoch" not in capsys.readouterr().out
+
+
+def test_only_each_nodes_first_process_checks_the_image_files(tmp_path, monkeypatch):
+    write_rafdb(tmp_path, [1, 2, 3, 4, 5, 6, 7] * 2, [1, 2])
+    (tmp_path / "Image/aligned/train_00003_aligned.jpg").write_bytes(b"")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP worker: rank 0 reads the headers
+    FERDataModule(RafDB(tmp_path, val_fraction=0.5)).check(fit=True)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(DatasetError, match="train_00003_aligned.jpg .*is empty"):
+        FERDataModule(RafDB(tmp_path, val_fraction=0.5)).check(fit=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,16 @@ from fer_lightning.data.sources import validate
 from fer_lightning.data.sources.base import SPLITS, Source, SplitUnavailableError
 from fer_lightning.data.transforms import BatchTransform
 from fer_lightning.losses import inverse_frequency_weights
+
+
+def _local_rank() -> int:
+    """This process's rank on its node (torchrun / Lightning's DDP launcher, SLURM); 0 when
+    not launched as one of several processes."""
+    for name in ("LOCAL_RANK", "SLURM_LOCALID"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
 class FERDataModule(L.LightningDataModule):
@@ -146,9 +157,12 @@ class FERDataModule(L.LightningDataModule):
         problems), checking images as ``check_images`` says; training calls it before
         the net is built, so a one-class folder stops there, not inside a metric. A
         source that fails to read its files (a bad label file, a missing column) stops
-        with its message as a DatasetError, the line the summary prints."""
+        with its message as a DatasetError, the line the summary prints. Under DDP the
+        image files are checked by each node's first process only (as ``prepare_data``
+        would), the other processes check the splits and classes."""
+        images = self.check_images if _local_rank() == 0 else "none"
         try:
-            self._check(self.check_images, fit=fit)
+            self._check(images, fit=fit)
         except (ValueError, OSError) as error:
             known = validate.user_error(error)
             if known is None or known is error:
