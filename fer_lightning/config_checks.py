@@ -5,7 +5,7 @@ Keys: every key must be read by something.
 Hydra accepts any ``+key=value``: ``+lr=0.1`` adds a top-level ``lr`` that nothing reads
 (the run trains at ``optimizer.lr``), and ``+data.batchsize=64`` or
 ``+optimizer.learning_rate=0.1`` reach a constructor as an unexpected keyword argument
-(a TypeError traceback). ``check_keys`` refuses both before anything is built, naming the
+(a TypeError traceback). ``unknown_keys`` finds both before anything is built, naming the
 key, the keys accepted there and the nearest known ones.
 
 What reads a key:
@@ -38,23 +38,30 @@ from omegaconf import DictConfig, OmegaConf
 
 #: Top-level keys set by experiments rather than by conf/train.yaml.
 EXPERIMENT_KEYS = ("hint_without_data",)
-#: Keys of a node this package reads itself (not passed to the node's ``_target_``), and
-#: the constructor arguments it passes in code (not set from the config).
+#: Keys of a node this package reads itself (not passed to the node's ``_target_``).
 NODE_EXTRAS: dict[str, tuple[str, ...]] = {
     "optimizer": ("conv_l2", "conv_l2_modules"),  # modules/classifier.py PARAM_GROUP_KEYS
     "scheduler": ("interval", "frequency", "monitor"),  # LIGHTNING_SCHEDULER_KEYS
     "model": ("name", "module"),  # train.build_net / build_module
     "head": ("name",),  # the option's name; the rest goes to ClassifierHead
 }
-#: Constructor arguments of a READERS class that the net passes itself.
-_PASSED_BY_NET = {"in_channels", "num_classes", "feature_size"}
 #: Nodes of plain values read by name; their keys are those of the shipped option.
 FIXED_KEYS = {"paths": Path(__file__).parent / "conf" / "paths" / "default.yaml"}
 #: Nodes without a ``_target_`` and the class their keys are passed to.
 READERS = {"data.augment": "fer_lightning.data.transforms.LandmarkAugment",
            "head": "fer_lightning.nets.heads.ClassifierHead"}
-#: Constructor arguments that code fills in; a config setting them is refused too.
-_PASSED_IN_CODE = {"self", "params", "optimizer"}
+#: Constructor arguments the code passes itself when it builds the node (train.py,
+#: config.build_net, the nets): a config value there would be overridden or collide.
+PASSED_IN_CODE: dict[str, tuple[str, ...]] = {
+    "optimizer": ("params",),
+    "scheduler": ("optimizer",),
+    "model": ("num_classes", "in_channels", "image_size", "head", "use_landmarks"),
+    "model.module": ("net", "loss", "class_names", "optimizer", "scheduler"),
+    "head": ("in_channels", "num_classes", "feature_size"),
+    "data": ("landmarks", "landmark_encoding"),
+    "loss": ("class_counts",),
+    "trainer": ("callbacks", "logger"),
+}
 TRAIN_YAML = Path(__file__).parent / "conf" / "train.yaml"
 
 
@@ -110,7 +117,7 @@ def _accepted(node: DictConfig, key: str) -> list[str] | None:
         return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return None
-    passed = _PASSED_IN_CODE | (_PASSED_BY_NET if key == "head" else set())
+    passed = {"self", *PASSED_IN_CODE.get(key, ())}
     names = [name for name, p in parameters.items()
              if p.kind is not inspect.Parameter.VAR_POSITIONAL and name not in passed]
     return sorted({*names, *NODE_EXTRAS.get(key, ())})
@@ -160,6 +167,12 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
                          f"{', '.join(accepted)}" for name in node if name not in accepted]
     for key, node in _target_nodes(cfg):
         for dotted, accepted in _unknown_in_node(node, key):
+            if dotted.rsplit(".", 1)[-1] in PASSED_IN_CODE.get(key, ()):
+                messages.append(f"{dotted} is passed by the code that builds {key} (from "
+                                f"other settings: data.image_size, data.channels, head, "
+                                f"landmarks, ...), so a value here would be overridden; "
+                                f"set the setting it comes from")
+                continue
             close = nearest(dotted.rsplit(".", 1)[-1], accepted)
             hint = f" (did you mean {', '.join(f'{key}.{c}' for c in close)}?)" if close else ""
             messages.append(f"{dotted} is not a key of {key} ({_target(node, key)}){hint}; "

@@ -45,6 +45,15 @@ def test_unknown_keys_under_a_node_list_the_accepted_ones(make_cfg, override, me
     assert __import__("re").match(message, config_error(make_cfg, override))
 
 
+@pytest.mark.parametrize("override", ["+model.image_size=96", "+trainer.callbacks=[]",
+                                      "+data.landmarks=null"])
+def test_arguments_the_code_passes_itself_are_refused(make_cfg, override):
+    key = override[1:].split("=")[0]
+    assert config_error(make_cfg, override).startswith(
+        f"{key} is passed by the code that builds {key.rsplit('.', 1)[0]} (from other "
+        f"settings")
+
+
 def test_every_shipped_option_passes_the_key_check(make_cfg):
     for overrides in (["optimizer=sgd", "scheduler=plateau", "loss=focal", "logger=many"],
                       ["+experiment=mba"], ["+experiment=vgg_cbam", "trainer=cpu"],
