@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import os
 
+from fer_lightning.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 #: Torch compute threads of one training (a positive integer); unset: torch's default.
@@ -48,8 +50,6 @@ def threads_per_job(jobs: int, cpus: int, setting: int | str = "auto") -> int:
 def thread_budget() -> int | None:
     """``FER_THREADS`` as a number of threads, or None when it is unset; a value that is
     not a positive integer is an error naming the variable."""
-    from fer_lightning.config import ConfigError
-
     value = os.environ.get(THREADS_ENV, "").strip()
     if not value:
         return None

@@ -24,6 +24,7 @@ import numpy as np
 from fer_lightning.checks import check_choice
 from fer_lightning.data.sources import io
 from fer_lightning.data.sources.base import DatasetError, ImageFileSource, ListedImage, Source
+from fer_lightning.errors import ConfigError
 
 #: How thoroughly listed image files are checked: not at all, by their header, decoded.
 IMAGE_CHECKS = ("none", "header", "full")
@@ -115,8 +116,6 @@ def user_error(error: BaseException) -> ValueError | None:
     names a config key (``data.<key> ...``), which makes it a ConfigError. The data
     summary and training both go through here, so they stop on the same line.
     """
-    from fer_lightning.config import ConfigError
-
     chain = causes(error)
     for link in chain:
         if isinstance(link, (ConfigError, DatasetError)):
