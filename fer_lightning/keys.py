@@ -23,6 +23,7 @@ BOOKKEEPING = (
     "optimized_metric", "hint_without_data", "hparams_search",
     "callbacks.progress_bar", "callbacks.model_summary", "callbacks.confusion_matrix",
     "callbacks.last_checkpoint", "callbacks.evaluation_epoch", "callbacks.epoch_summary",
+    "callbacks.cpu_time_projection",
     "data.num_workers", "data.cache_dir", "data.on_device", "data.decode_cache",
     "landmarks.num_workers", "landmarks.chunk_size", "trainer.enable_progress_bar",
     "trainer.enable_model_summary", "trainer.log_every_n_steps",

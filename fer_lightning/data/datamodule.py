@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,6 +47,16 @@ def keep_on_device(on_device: str, nbytes: int, free: int) -> bool:
     ``false``, or ``auto``: when it takes at most ``ON_DEVICE_FRACTION`` of the ``free``
     GPU memory)."""
     return on_device == "true" or (on_device == "auto" and nbytes <= ON_DEVICE_FRACTION * free)
+
+
+def _local_rank() -> int:
+    """This process's rank on its node (torchrun / Lightning's DDP launcher, SLURM); 0 when
+    not launched as one of several processes."""
+    for name in ("LOCAL_RANK", "SLURM_LOCALID"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
 class FERDataModule(L.LightningDataModule):
@@ -192,6 +203,23 @@ class FERDataModule(L.LightningDataModule):
             self._checked.update((check, need_val) for check in covered
                                  for need_val in {False, fit})
         return problems
+
+    def check(self, fit: bool = False) -> None:
+        """Raise DatasetError listing every ``dataset_problems`` (the data summary's
+        problems), checking images as ``check_images`` says; training calls it before
+        the net is built, so a one-class folder stops there, not inside a metric. A
+        source that fails to read its files (a bad label file, a missing column) stops
+        with its message as a DatasetError, the line the summary prints. Under DDP the
+        image files are checked by each node's first process only (as ``prepare_data``
+        would), the other processes check the splits and classes."""
+        images = self.check_images if _local_rank() == 0 else "none"
+        try:
+            self._check(images, fit=fit)
+        except (ValueError, OSError) as error:
+            known = validate.user_error(error)
+            if known is None or known is error:
+                raise
+            raise known from None
 
     def _check(self, images: str, fit: bool = False) -> None:
         """Raise DatasetError listing ``dataset_problems``, unless that check passed."""
