@@ -46,6 +46,7 @@ from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.sources.base import DatasetError
 from fer_lightning.metrics import SCALAR_METRICS
 from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
+from fer_lightning.nets.pretrained import reconcile_classes
 from fer_lightning.provenance import run_record, utc_now
 from fer_lightning.resume import (
     LAST_CHECKPOINT,
@@ -253,6 +254,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path:
         check_checkpoint_classes(ckpt_path, class_names)  # safe load; same classes, same order
     net = build_net(cfg, len(class_names))
+    reconcile_classes(net, cfg.model.get("pretrained_path"), class_names)
     loss = build_loss(cfg.loss, datamodule.class_counts("train"))
     model = build_module(cfg, net, loss, class_names)
     loggers = build_loggers(cfg.get("logger"))

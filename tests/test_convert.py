@@ -98,3 +98,48 @@ def test_non_hdf5_file_is_refused_in_one_line(tmp_path, capsys):
 def test_usage_without_out(capsys):
     assert main(["model.hdf5"]) == 2
     assert "usage: python -m fer_lightning.convert" in capsys.readouterr().err
+
+
+def _net(num_classes: int, pretrained_path: str | None = None, image_size: int = 64):
+    from fer_lightning.nets.mini_xception import MiniXception
+
+    return MiniXception(num_classes, 1, image_size, {"pool": "gap"}, num_modules=4,
+                        padding="tf", bn_eps=1e-3, bn_momentum=0.01,
+                        pretrained_path=pretrained_path)
+
+
+@pytest.fixture(scope="module")
+def converted_path(tmp_path_factory, converted) -> Path:
+    path = tmp_path_factory.mktemp("finetune") / "mini_xception.ckpt"
+    torch.save(converted, path)
+    return path
+
+
+def test_pretrained_path_loads_the_converted_model(converted_path, converted):
+    net = _net(7, str(converted_path), image_size=48)  # fully convolutional: any size
+    expected = ckpt.build_trained_net(converted).state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in net.state_dict().items())
+
+
+def test_other_class_count_reinitialises_the_classifier(converted_path, converted, caplog):
+    net = _net(8, str(converted_path))
+    expected = ckpt.build_trained_net(converted).state_dict()
+    assert "classifier is re-initialised" in caplog.text
+    assert torch.equal(net.stem[0][0].weight, expected["stem.0.0.weight"])
+    assert net.head.body[1].weight.shape[0] == 8
+
+
+def test_other_class_names_reinitialise_the_classifier(converted_path, caplog):
+    from fer_lightning.nets.pretrained import reconcile_classes
+
+    net = _net(7, str(converted_path))
+    before = net.head.body[1].weight.clone()
+    fer2013 = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert not reconcile_classes(net, converted_path, fer2013)
+    assert torch.equal(net.head.body[1].weight, before)
+    rafdb = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
+    assert reconcile_classes(net, converted_path, rafdb)
+    assert "the classifier is re-initialised" in caplog.text
+    assert not torch.equal(net.head.body[1].weight, before)
+    assert torch.equal(net.stem[0][0].weight, torch.load(converted_path, weights_only=True)
+                       ["state_dict"]["net.stem.0.0.weight"])

@@ -103,8 +103,10 @@ def read_graph(h5: Any, path: str | Path) -> list[KerasLayer]:
 
 def describe(layers: list[KerasLayer]) -> str:
     """Layer types with counts and the input shape, for refusal messages."""
-    counts = ", ".join(f"{kind} x{n}" for kind, n in Counter(l.kind for l in layers).items())
-    shapes = [l.config.get("batch_input_shape") for l in layers if l.kind == "InputLayer"]
+    kinds = Counter(layer.kind for layer in layers)
+    counts = ", ".join(f"{kind} x{n}" for kind, n in kinds.items())
+    shapes = [layer.config.get("batch_input_shape") for layer in layers
+              if layer.kind == "InputLayer"]
     return f"layers: {counts}; input shape: {shapes[0][1:] if shapes else 'none'}"
 
 
@@ -121,7 +123,8 @@ class _Walk:
         self.path = path
 
     def fail(self, what: str) -> KerasImportError:
-        return KerasImportError(f"{self.path} is not a Keras mini_XCEPTION: {what} ({self.summary})")
+        return KerasImportError(
+            f"{self.path} is not a Keras mini_XCEPTION: {what} ({self.summary})")
 
     def next(self, name: str, kind: str, **expected: Any) -> KerasLayer:
         """The single consumer of ``name``, which must be a ``kind`` with ``expected``

@@ -14,6 +14,10 @@ released models; with them, Arriaga's weights converted by ``fer_lightning.conve
 Keras's probabilities (``nets/blocks.py`` explains the options). The constructor's
 defaults are torch's, what checkpoints written before these options were trained with.
 
+``pretrained_path``: a checkpoint of the same architecture to fine-tune, e.g. ``make
+weights``' converted mini_XCEPTION with ``+experiment=arriaga_fer2013``
+(``nets/pretrained.load_whole_net``; another class set re-initialises the classifier).
+
 With landmarks on, the key-points are drawn onto the image (the ``overlay`` encoding,
 Sec. 3.1), so the network itself is unchanged: it only ever reads ``image``.
 """
@@ -29,6 +33,7 @@ from torch import nn
 from fer_lightning.nets.base import FERNet
 from fer_lightning.nets.blocks import NormOptions, XceptionResidualModule, conv_bn_relu
 from fer_lightning.nets.heads import ClassifierHead
+from fer_lightning.nets.pretrained import load_whole_net, pretrained_file
 
 STEM_CONVS = 2
 
@@ -42,7 +47,8 @@ class MiniXception(FERNet):
     def __init__(self, num_classes: int, in_channels: int, image_size: int,
                  head: Mapping[str, Any], use_landmarks: bool = False, num_modules: int = 5,
                  base_width: int = 16, stem_width: int = 8, padding: str = "symmetric",
-                 bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> None:
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1,
+                 pretrained_path: str | None = None) -> None:
         super().__init__()
         norm = NormOptions(bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding)
         if num_modules < 1:
@@ -65,6 +71,9 @@ class MiniXception(FERNet):
         ])
         side = self.feature_side(image_size, num_modules)
         self.head = ClassifierHead(widths[-1], num_classes, (side, side), **dict(head))
+        path = pretrained_file(pretrained_path, "mini_xception", warn=False)
+        if path is not None:
+            load_whole_net(self, path)
 
     @staticmethod
     def feature_side(image_size: int, num_modules: int) -> int:
