@@ -143,3 +143,29 @@ def test_other_class_names_reinitialise_the_classifier(converted_path, caplog):
     assert not torch.equal(net.head.body[1].weight, before)
     assert torch.equal(net.stem[0][0].weight, torch.load(converted_path, weights_only=True)
                        ["state_dict"]["net.stem.0.0.weight"])
+
+
+def test_eval_runs_on_a_fer2013_csv(converted_path, tmp_path):
+    from fer_lightning.eval import compose_eval_config, evaluate
+    from tests.fixtures_fer import make_rows, write_fer2013_csv
+
+    write_fer2013_csv(tmp_path / "fer2013", make_rows())
+    results = evaluate(compose_eval_config(
+        [f"ckpt_path={converted_path}", f"data.root={tmp_path / 'fer2013'}",
+         "callbacks.progress_bar=null"], tmp_path / "eval"))
+    confusion = np.asarray(results["test"]["confusion_matrix"])
+    assert confusion.shape == (7, 7) and confusion.sum() == 7  # the 7 PrivateTest rows
+
+
+def test_arriaga_recipe_fine_tunes_the_converted_model_on_a_csv(converted_path, tmp_path):
+    from fer_lightning.config import compose_config
+    from fer_lightning.train import train
+    from tests.fixtures_fer import make_rows, write_fer2013_csv
+
+    write_fer2013_csv(tmp_path / "fer2013", make_rows())
+    results = train(compose_config(
+        ["+experiment=arriaga_fer2013", f"data.root={tmp_path / 'fer2013'}", "trainer=cpu",
+         "trainer.fast_dev_run=true", "logger=none", "callbacks.progress_bar=null",
+         "data.num_workers=0", f"model.pretrained_path={converted_path}"], tmp_path / "run"))
+    assert results["num_parameters"] == 56_951
+    assert np.asarray(results["test"]["confusion_matrix"]).sum() > 0
