@@ -75,10 +75,10 @@ def convert(source: str | Path, out: str | Path, class_names: Sequence[str] | No
     import lightning as L
 
     from fer_lightning.checkpoint import METADATA_KEY
-    from fer_lightning.config import build_net, compose_config
+    from fer_lightning.build import build_loss, build_module, build_net
+    from fer_lightning.config import compose_config
     from fer_lightning.data.sources.fer2013 import CLASS_NAMES
     from fer_lightning.nets import keras_import
-    from fer_lightning.train import build_loss, build_module
 
     source, out = Path(source), Path(out)
     with keras_import.open_keras_file(source) as h5:

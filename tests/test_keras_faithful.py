@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from fer_lightning.config import build_net
+from fer_lightning.build import build_net
 from fer_lightning.nets.blocks import NormOptions
 from fer_lightning.nets.mba import MBANet
 from fer_lightning.nets.mini_xception import MiniXception
