@@ -74,8 +74,8 @@ def convert(source: str | Path, out: str | Path, class_names: Sequence[str] | No
     """Convert the Keras file ``source`` into the checkpoint ``out`` (module docstring)."""
     import lightning as L
 
-    from fer_lightning.checkpoint import METADATA_KEY
     from fer_lightning.build import build_loss, build_module, build_net
+    from fer_lightning.checkpoint import METADATA_KEY
     from fer_lightning.config import compose_config
     from fer_lightning.data.sources.fer2013 import CLASS_NAMES
     from fer_lightning.nets import keras_import

@@ -40,6 +40,7 @@ from fer_lightning.callbacks import LastCheckpoint
 from fer_lightning.checkpoint import check_checkpoint_classes
 from fer_lightning.cli import run_command
 from fer_lightning.config import check_config, check_hardware
+from fer_lightning.nets.pretrained import reconcile_classes
 from fer_lightning.results import (  # noqa: F401  (also importable from here)
     print_results,
     run_record,
@@ -47,7 +48,6 @@ from fer_lightning.results import (  # noqa: F401  (also importable from here)
     utc_now,
     write_json,
 )
-from fer_lightning.nets.pretrained import reconcile_classes
 from fer_lightning.resume import (
     LAST_CHECKPOINT,
     adopt_best_checkpoints,

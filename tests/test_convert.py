@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from fer_lightning import checkpoint as ckpt
+from fer_lightning.build import build_trained_net
 from fer_lightning.convert import convert, main
 from fer_lightning.nets.keras_import import KerasImportError
 
@@ -36,7 +37,7 @@ def converted(tmp_path_factory) -> dict:
 
 def test_probabilities_equal_keras_on_real_faces(converted):
     fixture = np.load(FIXTURE)
-    net = ckpt.build_trained_net(converted)
+    net = build_trained_net(converted)
     images = torch.from_numpy(fixture["images"].astype(np.float32))[:, None]
     with torch.no_grad():
         probs = net((images / 255 - 0.5) * 2).softmax(1).double().numpy()
@@ -59,7 +60,7 @@ def test_checkpoint_carries_config_classes_and_provenance(converted):
     assert provenance["sha256"] == FER_SHA256
     assert provenance["licence"] == "MIT"
     assert "optimistic" in provenance["selected_on"]
-    net = ckpt.build_trained_net(converted)
+    net = build_trained_net(converted)
     assert sum(p.numel() for p in net.parameters()) == 56_951
 
 
@@ -117,13 +118,13 @@ def converted_path(tmp_path_factory, converted) -> Path:
 
 def test_pretrained_path_loads_the_converted_model(converted_path, converted):
     net = _net(7, str(converted_path), image_size=48)  # fully convolutional: any size
-    expected = ckpt.build_trained_net(converted).state_dict()
+    expected = build_trained_net(converted).state_dict()
     assert all(torch.equal(value, expected[key]) for key, value in net.state_dict().items())
 
 
 def test_other_class_count_reinitialises_the_classifier(converted_path, converted, caplog):
     net = _net(8, str(converted_path))
-    expected = ckpt.build_trained_net(converted).state_dict()
+    expected = build_trained_net(converted).state_dict()
     assert "classifier is re-initialised" in caplog.text
     assert torch.equal(net.stem[0][0].weight, expected["stem.0.0.weight"])
     assert net.head.body[1].weight.shape[0] == 8
