@@ -170,3 +170,31 @@ def test_arriaga_recipe_fine_tunes_the_converted_model_on_a_csv(converted_path, 
          "data.num_workers=0", f"model.pretrained_path={converted_path}"], tmp_path / "run"))
     assert results["num_parameters"] == 56_951
     assert np.asarray(results["test"]["confusion_matrix"]).sum() > 0
+
+
+def test_predict_without_ckpt_path_uses_the_imported_model(converted_path, tmp_path, caplog):
+    """A smiling face (skimage's astronaut) is labelled happy by the real model."""
+    import skimage
+
+    from fer_lightning.config import compose_config
+    from fer_lightning.predict import predict
+
+    photo = Path(skimage.__file__).parent / "data" / "astronaut.png"
+    summary = predict(compose_config(
+        [f"input={photo}", f"default_ckpt={converted_path}", "progress=false",
+         "annotate=true"], tmp_path / "out", config_name="predict"))
+    assert "No ckpt_path: using the imported FER2013 mini_XCEPTION" in caplog.text
+    assert summary["faces"] == 1 and summary["labels"] == {"happy": 1}
+    assert (tmp_path / "out" / "annotated" / "astronaut.png").is_file()
+
+
+def test_predict_without_ckpt_path_or_weights_says_make_weights(tmp_path):
+    from fer_lightning.config import compose_config
+    from fer_lightning.errors import ConfigError
+    from fer_lightning.predict import predict
+
+    photo = tmp_path / "face.png"
+    photo.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"missing: run `make weights`"):
+        predict(compose_config([f"input={photo}", f"default_ckpt={tmp_path / 'none.ckpt'}"],
+                               tmp_path / "out", config_name="predict"))
