@@ -198,3 +198,13 @@ def test_predict_without_ckpt_path_or_weights_says_make_weights(tmp_path):
     with pytest.raises(ConfigError, match=r"missing: run `make weights`"):
         predict(compose_config([f"input={photo}", f"default_ckpt={tmp_path / 'none.ckpt'}"],
                                tmp_path / "out", config_name="predict"))
+
+
+def test_export_of_the_converted_model_matches_pytorch(converted_path, tmp_path):
+    """TF-padded pools export to ONNX with a dynamic batch, within the export tolerance."""
+    from fer_lightning.inference.onnx_export import export_onnx
+    from tests.fixtures_inference import astronaut
+
+    report = export_onnx(converted_path, tmp_path / "model.onnx", images=[astronaut(160)])
+    assert report.dynamic_batch
+    assert report.max_abs_diff <= 1e-4 and report.max_abs_diff_batch1 <= 1e-4
