@@ -41,6 +41,7 @@ from fer_lightning.checkpoint import check_checkpoint_classes
 from fer_lightning.cli import run_command
 from fer_lightning.config import check_config, check_hardware
 from fer_lightning.launch import apply_thread_budget
+from fer_lightning.nets.pretrained import reconcile_classes
 from fer_lightning.results import (  # noqa: F401  (also importable from here)
     print_results,
     run_record,
@@ -113,6 +114,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path:
         check_checkpoint_classes(ckpt_path, class_names)  # safe load; same classes, same order
     net = build_net(cfg, len(class_names))
+    reconcile_classes(net, cfg.model.get("pretrained_path"), class_names)
     loss = build_loss(cfg.loss, datamodule.class_counts("train"))
     model = build_module(cfg, net, loss, class_names)
     loggers = build_loggers(cfg.get("logger"))

@@ -34,7 +34,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fer_lightning.report",),
     # commands
     ("fer_lightning.train", "fer_lightning.eval", "fer_lightning.predict",
-     "fer_lightning.export", "fer_lightning.cli", "fer_lightning.__main__"),
+     "fer_lightning.export", "fer_lightning.convert", "fer_lightning.cli",
+     "fer_lightning.__main__"),
 )
 COMMAND_LAYER = len(LAYERS) - 1
 
