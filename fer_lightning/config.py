@@ -277,14 +277,14 @@ def _check_soft_labels(cfg: DictConfig) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value or combination that cannot run."""
-    unknown = unknown_keys(cfg)  # first: a misspelt key explains the errors it causes
+    net = net_class(cfg)  # first: the family's keys are what the key check compares with
+    unknown = unknown_keys(cfg)  # then: a misspelt key explains the errors it causes
     if unknown:
         raise ConfigError("\n".join(unknown))
     _check_values(cfg)
     problems = data_problems(cfg)
     if problems:
         raise ConfigError("\n".join(problems))
-    net = net_class(cfg)
     if cfg.head.pool not in net.supported_heads:
         raise ConfigError(
             f"model={cfg.model.name} cannot honour head={cfg.head.name} "
