@@ -3,9 +3,10 @@
 Runs on whole batches after they reach the device (``on_after_batch_transfer``), so the
 same code serves CPU workers and GPUs. Geometric augmentation is one affine map per
 sample (one ``grid_sample`` for the batch) that moves the landmarks and the detector's
-face box with the pixels; a horizontal flip also permutes left/right landmark indices. Encodings are rendered after augmentation so drawn points
-stay on the face; ``landmarks.draw_before_augment`` draws the overlay on the raw image
-instead and augments it with the pixels.
+face box with the pixels; a horizontal flip also permutes left/right landmark indices.
+Encodings are rendered after augmentation so drawn points stay on the face;
+``landmarks.draw_before_augment`` draws the overlay on the raw image instead and
+augments it with the pixels.
 
 Without a DataModule (inference), build the same transform from a run's config::
 
