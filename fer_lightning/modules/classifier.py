@@ -100,10 +100,18 @@ class FERClassifier(L.LightningModule):
     def _step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self(batch)
         loss = self.loss(logits, self._loss_target(batch))
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True,
-                 prog_bar=True, batch_size=len(logits), sync_dist=stage != "train")
-        self.metrics[f"{stage}_metrics"].update(logits.detach().float(), batch["label"])
+        self.log_loss(stage, loss, len(logits))
+        self.metrics[f"{stage}_metrics"].update(logits.detach(), batch["label"])
         return loss
+
+    def log_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
+        """Log ``{stage}/loss`` without a host sync per step: the value stays on the device
+        and is read only when Lightning writes a log row (``trainer.log_every_n_steps``)
+        and at epoch end. Progress-bar values are read on every refresh, so the training
+        loss is not shown there per step (its epoch mean is in the logs)."""
+        training = stage == "train"
+        self.log(f"{stage}/loss", loss.detach(), on_step=training, on_epoch=True,
+                 prog_bar=not training, batch_size=batch_size, sync_dist=not training)
 
     def _loss_target(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``batch["target"]`` for losses declaring ``uses_soft_target``, else the labels."""
