@@ -55,6 +55,7 @@ from fer_lightning.resume import (
     source_run,
 )
 from fer_lightning.runlog import configure_run_logging, log_crash
+from fer_lightning.speed import SpeedSwitches, apply_speed_switches, trainer_arguments
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,8 @@ def build_trainer(trainer_cfg: DictConfig, callbacks_cfg: DictConfig | None,
     if callbacks_cfg is not None and "progress_bar" in callbacks_cfg \
             and callbacks_cfg.progress_bar is None:
         kwargs.setdefault("enable_progress_bar", False)
-    return instantiate(trainer_cfg, callbacks=build_callbacks(callbacks_cfg), **kwargs)
+    return instantiate(trainer_arguments(trainer_cfg), callbacks=build_callbacks(callbacks_cfg),
+                       **kwargs)
 
 
 def build_plugins(trainer_cfg: DictConfig) -> list[Any]:
@@ -254,7 +256,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         check_checkpoint_classes(ckpt_path, class_names)  # safe load; same classes, same order
     net = build_net(cfg, len(class_names))
     loss = build_loss(cfg.loss, datamodule.class_counts("train"))
-    model = build_module(cfg, net, loss, class_names)
+    model = apply_speed_switches(build_module(cfg, net, loss, class_names),
+                                 SpeedSwitches.from_trainer_config(cfg.trainer))
     loggers = build_loggers(cfg.get("logger"))
     trainer = build_trainer(cfg.trainer, cfg.get("callbacks"), logger=loggers or False,
                             plugins=build_plugins(cfg.trainer))

@@ -14,6 +14,7 @@ from torch import nn
 
 from fer_lightning.checkpoint import METADATA_KEY, checkpoint_metadata
 from fer_lightning.metrics import classification_metrics, split_results
+from fer_lightning.speed import fused_option
 
 STAGES = ("train", "val", "test")
 LIGHTNING_SCHEDULER_KEYS = ("interval", "frequency", "monitor")
@@ -72,6 +73,9 @@ class FERClassifier(L.LightningModule):
     #: predict and export need only the ``.ckpt`` file.
     run_config: dict[str, Any] | None = None
     run_choices: dict[str, str] | None = None
+    #: Speed switches (``speed.apply_speed_switches``): NHWC image inputs, fused Adam on CUDA.
+    channels_last: bool = False
+    fused_optimizer: bool = False
 
     def __init__(self, net: nn.Module, loss: nn.Module, class_names: Sequence[str],
                  optimizer: Mapping[str, Any], scheduler: Mapping[str, Any] | None = None) -> None:
@@ -95,7 +99,11 @@ class FERClassifier(L.LightningModule):
                             optimizer_target=str(optimizer.get("_target_", "")))
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.net(**{key: batch[key] for key in self.net.input_keys})
+        inputs = {key: batch[key] for key in self.net.input_keys}
+        if self.channels_last:
+            inputs = {key: value.contiguous(memory_format=torch.channels_last)
+                      if value.ndim == 4 else value for key, value in inputs.items()}
+        return self.net(**inputs)
 
     def _step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self(batch)
@@ -155,6 +163,8 @@ class FERClassifier(L.LightningModule):
         optimizer_cfg = {key: value for key, value in self.hparams.optimizer.items()
                          if key not in PARAM_GROUP_KEYS}
         # partial: instantiate would turn the group dicts into DictConfigs
+        optimizer_cfg.update(fused_option(str(optimizer_cfg.get("_target_", "")),
+                                          self.device.type, self.fused_optimizer, optimizer_cfg))
         optimizer = hydra.utils.instantiate(optimizer_cfg, _partial_=True)(self._param_groups())
         scheduler_cfg = self.hparams.scheduler
         if not scheduler_cfg or scheduler_cfg.get("_target_") is None:
