@@ -41,8 +41,9 @@ class SpeedSwitches:
 
 
 def trainer_arguments(trainer_cfg: DictConfig) -> DictConfig:
-    """``cfg.trainer`` without the speed switches: what ``lightning.Trainer`` accepts."""
-    plain = OmegaConf.to_container(trainer_cfg, resolve=False)
+    """``cfg.trainer`` without the speed switches: what ``lightning.Trainer`` accepts.
+    Resolved first: a detached copy could not resolve ``${paths.output_dir}``."""
+    plain = OmegaConf.to_container(trainer_cfg, resolve=True)
     for key in SPEED_KEYS:
         plain.pop(key, None)
     return OmegaConf.create(plain)

@@ -79,3 +79,10 @@ def test_switches_are_not_passed_to_the_trainer_and_cudnn_benchmark_is_lightning
 def test_a_switch_that_is_not_a_boolean_is_refused():
     with pytest.raises(ValueError, match="trainer.compile must be true or false"):
         SpeedSwitches.from_trainer_config({"compile": "yes"})
+
+
+def test_trainer_arguments_resolve_interpolations_to_the_rest_of_the_config():
+    cfg = OmegaConf.create({"paths": {"output_dir": "/tmp/run"},
+                            "trainer": {"default_root_dir": "${paths.output_dir}",
+                                        "compile": False}})
+    assert trainer_arguments(cfg.trainer) == {"default_root_dir": "/tmp/run"}
