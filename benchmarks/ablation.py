@@ -7,8 +7,8 @@
 
 Each grid is one `python -m fer_lightning -m ...` multirun, as a user launches it (its runs
 one after the other in one process), into logs/ablation/<time>/<grid>/. Its report goes to
-benchmarks/ablation/<grid>/ (report.md, runs.csv, report.json, PNGs); the commands, wall
-times and verdicts to benchmarks/ablation/README.md and benchmarks/RESULTS.md, and with
+benchmarks/ablation_results/<grid>/ (report.md, runs.csv, report.json, PNGs); the commands, wall
+times and verdicts to benchmarks/ablation_results/README.md and benchmarks/RESULTS.md, and with
 --readme between the `ablation-report` markers of that file. A benchmark: never part of
 the test suite.
 """
@@ -30,7 +30,7 @@ from fer_lightning.report.outputs import cell_rows, md_table, primary_effects
 from .run import RESULTS, machine
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE / "ablation"
+OUT = HERE / "ablation_results"
 
 #: One budget for every run: 2,000 training faces x 5 epochs, val on 500 faces per epoch,
 #: test on 1,000 (one face = 0.1 point). Time for both grids on 2 quiet cores: ~13 min from
@@ -143,15 +143,15 @@ def main() -> None:
     sections = []
     for name in args.grids:
         seconds = run_grid(name, sweep_dirs[name], overrides)
-        sections.append(grid_markdown(name, sweep_dirs[name], seconds, "benchmarks/ablation",
-                                      overrides))
+        sections.append(grid_markdown(name, sweep_dirs[name], seconds,
+                                      "benchmarks/ablation_results", overrides))
         print(f"{name}: {minutes(seconds)}", flush=True)
     body = "\n".join(sections)
     (OUT / "README.md").write_text(
         "# Ablation grids on the synthetic faces\n\n"
-        + body.replace("benchmarks/ablation/", ""))
+        + body.replace("benchmarks/ablation_results/", ""))
     # RESULTS.md sits in benchmarks/: its links start one floor lower.
-    results_body = body.replace("benchmarks/ablation/", "ablation/")
+    results_body = body.replace("benchmarks/ablation_results/", "ablation_results/")
     with RESULTS.open("a") as handle:
         handle.write(f"\n## {stamp} UTC — `python -m benchmarks.ablation --grids "
                      f"{' '.join(args.grids)}`\n\n{results_body}\n")

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from fer_lightning.losses import CrossEntropy
 from fer_lightning.modules.classifier import FERClassifier
 
-from .run import configured_net, train_step_rate
+from .common import configured_net, train_step_rate
 
 #: label -> overrides building the nets of the VGG16-CBAM paper's table at its input size.
 FAMILIES: dict[str, tuple[str, ...]] = {

@@ -38,7 +38,7 @@ from fer_lightning.data.transforms import BatchTransform
 from fer_lightning.losses import CrossEntropy
 from fer_lightning.modules.classifier import FERClassifier
 
-from .run import RESULTS, machine, random_inputs
+from .common import RESULTS, machine, random_inputs
 
 CLASSES = 7
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
@@ -162,7 +162,7 @@ def data_path_rows(device: torch.device, quick: bool) -> list[str]:
     """The data path's ceiling with no model: the default training DataLoader of the
     synthetic faces through the batch transform, and a batched gather from one uint8
     tensor on the device through the same transform, samples / s."""
-    from fer_lightning.train import build_datamodule
+    from fer_lightning.build import build_datamodule
 
     batch, size, count = (8, 48, 32) if quick else (512, 48, 5000)
     with tempfile.TemporaryDirectory() as scratch:

@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmarks.run import RESULTS, machine
-from fer_lightning.checkpoint import write_checkpoint
+from benchmarks.common import RESULTS, machine
+from fer_lightning.build import write_checkpoint
 from fer_lightning.config import compose_config
 
 FER_PYTHON = Path("/work/bench-venvs/fer/bin/python")
@@ -51,7 +51,7 @@ def photos() -> list[np.ndarray]:
     import matplotlib.cbook
     import skimage.data
 
-    from fer_lightning.predict import load_image
+    from fer_lightning.inference.media import load_image
 
     faces = [(face * 255).round().astype(np.uint8) for face in skimage.data.lfw_subset()[:4]]
     return [skimage.data.astronaut(),
@@ -89,12 +89,15 @@ def our_latency(images: Sequence[np.ndarray], folder: Path, repeats: int
                 ) -> list[tuple[str, list[float], float, list[int]]]:
     """(label, end-to-end ms per photo, classify-only ms, faces per photo) per model and
     backend."""
-    from fer_lightning.predict import Predictor
+    from fer_lightning.inference.onnx_export import ensure_onnx
+    from fer_lightning.inference.predictor import Predictor
 
     rows = []
     for label, overrides in MODELS.items():
         checkpoint = checkpoint_for(overrides, folder)
         for backend in ("torch", "onnx"):
+            if backend == "onnx":
+                ensure_onnx(checkpoint, checkpoint.with_suffix(".onnx"))  # Predictor never exports
             predictor = Predictor.from_checkpoint(checkpoint, backend=backend,
                                                   onnx_path=checkpoint.with_suffix(".onnx"))
             faces = [predictor.faces(image) for image in images]

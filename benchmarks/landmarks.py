@@ -33,12 +33,12 @@ from collections.abc import Sequence
 import torch
 from hydra.utils import instantiate
 
+from fer_lightning.build import build_datamodule
 from fer_lightning.config import compose_config
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.landmarks.config import LandmarksConfig
-from fer_lightning.train import build_datamodule
 
-from .run import best_rate
+from .common import best_rate
 
 BACKENDS = ("dlib", "mediapipe", "mtcnn")
 WORKERS = (1, 2)

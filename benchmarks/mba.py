@@ -9,7 +9,7 @@ with and without the landmark subnetwork, plus the GAP head, at the paper's 48x4
 
 from __future__ import annotations
 
-from .run import train_step_rate
+from .common import train_step_rate
 
 SIZE, BATCH = 48, 32
 EXPERIMENT = ("+experiment=mba", "data=synthetic")

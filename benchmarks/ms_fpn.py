@@ -13,7 +13,7 @@ import warnings
 import timm
 import torch
 
-from benchmarks.run import best_rate
+from benchmarks.common import best_rate
 from fer_lightning.losses import FocalLoss
 from fer_lightning.nets.ms_fpn import MSFPN
 

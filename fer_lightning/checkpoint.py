@@ -34,7 +34,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning import __version__
-from fer_lightning.config import ConfigError, build_net
+from fer_lightning.errors import CheckpointError, ConfigError
 
 #: Bumped when the layout of ``checkpoint["fer_lightning"]`` changes incompatibly.
 FORMAT_VERSION = 1
@@ -59,8 +59,7 @@ CANONICAL_CLASS = {
 }
 
 
-class CheckpointError(ConfigError):
-    """A checkpoint file that cannot be used; the message names the file and why."""
+# ``CheckpointError`` lives on the ground floor (fer_lightning.errors); imported from here too.
 
 
 def register_safe_globals() -> None:
@@ -73,48 +72,12 @@ def register_safe_globals() -> None:
 # -- writing ---------------------------------------------------------------------------
 
 
-def run_config(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, str]]:
-    """(the resolved config as plain containers, the Hydra group options it was composed
-    from) of a run: what its checkpoints store. The options are empty outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    config = OmegaConf.to_container(cfg, resolve=True)
-    choices: dict[str, str] = {}
-    if HydraConfig.initialized():
-        choices = {str(group): str(option) for group, option in
-                   HydraConfig.get().runtime.choices.items()
-                   if option is not None and not str(group).startswith("hydra")}
-    return config, choices
-
-
 def checkpoint_metadata(config: Mapping[str, Any] | None, class_names: Sequence[str],
                         choices: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The ``checkpoint["fer_lightning"]`` entry (module docstring)."""
     return {"format_version": FORMAT_VERSION, "package_version": __version__,
             "config": None if config is None else dict(config),
             "class_names": list(class_names), "choices": dict(choices or {})}
-
-
-def write_checkpoint(cfg: DictConfig, path: str | Path,
-                     class_names: Sequence[str] | None = None) -> Path:
-    """A checkpoint of the module ``cfg`` configures, with freshly initialised weights
-    (benchmarks and tests of eval / predict / export without training first): the state
-    dict and metadata a training run writes, no loop state to resume from. Class names
-    default to FER2013's seven."""
-    import lightning as L
-
-    from fer_lightning.data.sources.fer2013 import CLASS_NAMES
-    from fer_lightning.train import build_loss, build_module
-
-    names = list(class_names or CLASS_NAMES)
-    net = build_net(cfg, len(names))
-    module = build_module(cfg, net, build_loss(cfg.loss, [1] * len(names)), names)
-    checkpoint = {"state_dict": module.state_dict(), "pytorch-lightning_version": L.__version__}
-    module.on_save_checkpoint(checkpoint)  # the metadata, as a training run writes it
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, path)
-    return path
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -179,7 +142,7 @@ def metadata(checkpoint: Any, path: str | Path = "checkpoint") -> dict[str, Any]
             f"up to {FORMAT_VERSION}: upgrade fer_lightning to use it")
     if not isinstance(meta.get("config"), dict) or not meta.get("class_names"):
         raise CheckpointError(f"{path} stores no run config or class names (saved by a "
-                              f"module built outside train.build_module?)")
+                              f"module built outside build.build_module?)")
     return meta
 
 
@@ -191,21 +154,6 @@ def class_names(checkpoint: Mapping[str, Any]) -> list[str]:
 def stored_config(checkpoint: Mapping[str, Any]) -> DictConfig:
     """The run config stored in the checkpoint, as an OmegaConf container."""
     return OmegaConf.create(checkpoint[METADATA_KEY]["config"])
-
-
-def build_trained_net(checkpoint: Mapping[str, Any], cfg: DictConfig | None = None
-                      ) -> torch.nn.Module:
-    """The trained net of ``checkpoint`` (``cfg``: its config, default the stored one), in
-    eval mode on the CPU. Built on the meta device, so neither a random initialisation
-    nor ``model.pretrained_path`` (maybe absent on this machine) is touched, then given
-    the checkpoint's tensors."""
-    cfg = stored_config(checkpoint) if cfg is None else cfg
-    with torch.device("meta"):
-        net = build_net(cfg, len(class_names(checkpoint)))
-    state = {key.removeprefix("net."): value for key, value in checkpoint["state_dict"].items()
-             if key.startswith("net.")}
-    load_state(net, state, "the net")
-    return net.eval()
 
 
 def load_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:

@@ -19,12 +19,13 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from fer_lightning.build import build_net, net_class  # noqa: F401  (also importable here)
 from fer_lightning.checks import check_choice
-from fer_lightning.nets.base import FERNet
-from fer_lightning.report.labels import run_label
+from fer_lightning.errors import ConfigError, error_line
+from fer_lightning.labels import run_label
 from fer_lightning.slurm import slurm_gpus, slurm_tasks
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
@@ -64,15 +65,10 @@ def compose_config(overrides: Sequence[str], output_dir: str | Path,
     return cfg
 
 
-class ConfigError(ValueError):
-    """A config value or combination that cannot run; the message names the key."""
-
-
 def user_error_exit(error: Exception) -> SystemExit:
-    """What an entry point raises for a ``ConfigError`` or a ``DatasetError``: the message
-    alone, prefixed with the kind of error (no traceback, exit status 1)."""
-    kind = "Config" if isinstance(error, ConfigError) else "Dataset"
-    return SystemExit(f"{kind} error: {error}")
+    """What an entry point raises for a user error: the message alone, prefixed with the
+    kind of error (``errors.FerError.prefix``; no traceback, exit status 1)."""
+    return SystemExit(error_line(error))
 
 
 def check_task_name(task_name: Any) -> str:
@@ -255,27 +251,6 @@ def _check_values(cfg: DictConfig) -> None:
     every_n_steps = OmegaConf.select(cfg, "callbacks.last_checkpoint.every_n_train_steps")
     if every_n_steps is not None:
         _int_at_least(cfg, "callbacks.last_checkpoint.every_n_train_steps", 1)
-
-
-def net_class(cfg: DictConfig) -> type[FERNet]:
-    """The network family named by ``model._target_``: a FERNet subclass, whose declared
-    contract (``nets/base.py``) the checks read before anything is built."""
-    family = get_class(cfg.model._target_)
-    if not (isinstance(family, type) and issubclass(family, FERNet)):
-        raise ConfigError(f"model._target_={cfg.model._target_} is not a network family: "
-                          f"it must subclass fer_lightning.nets.base.FERNet")
-    return family
-
-
-def build_net(cfg: DictConfig, num_classes: int) -> torch.nn.Module:
-    """The network of ``cfg.model`` sized for the data, with the ``cfg.head`` head."""
-    head = {key: value for key, value in OmegaConf.to_container(cfg.head, resolve=True).items()
-            if key != "name"}
-    # ``module`` names the LightningModule and its arguments (train.build_module).
-    model_cfg = {key: value for key, value in cfg.model.items() if key not in ("name", "module")}
-    return instantiate(model_cfg, num_classes=num_classes, in_channels=cfg.data.channels,
-                       image_size=cfg.data.image_size, head=head,
-                       use_landmarks=bool(cfg.landmarks.enabled), _convert_="all")
 
 
 def _check_net_builds(cfg: DictConfig) -> None:

@@ -34,23 +34,20 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from fer_lightning import checkpoint as ckpt
-from fer_lightning.config import (
-    ConfigError,
-    build_net,
-    check_config,
-    compose_config,
-    user_error_exit,
-)
-from fer_lightning.data.sources.base import DatasetError, SplitUnavailableError
-from fer_lightning.train import (
+from fer_lightning.build import (
     build_datamodule_or_hint,
     build_loss,
     build_module,
+    build_net,
     build_trainer,
-    print_results,
-    write_json,
 )
-from fer_lightning.tta import TestTimeAugmentation, TestTimeAugmentedNet, num_views
+from fer_lightning.cli import run_command
+from fer_lightning.config import check_config, compose_config
+from fer_lightning.data.sources.base import SplitUnavailableError
+from fer_lightning.errors import ConfigError
+from fer_lightning.inference.tta import TestTimeAugmentation, TestTimeAugmentedNet, num_views
+from fer_lightning.keys import ENCODING_KEYS, INPUT_DATA_KEYS
+from fer_lightning.results import print_results, write_json
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +57,6 @@ CHECKPOINT_GROUPS = ("data", "landmarks", "model", "head", "loss")
 EVAL_KEYS = ("ckpt_path", "split", "tta", "tta_crop", "remap", "task_name")
 #: Parts of the config that always come from eval.yaml, not from the checkpoint.
 OWN_NODES = ("trainer", "callbacks", "logger", "paths", "hydra")
-#: Keys of ``data`` the net was built for, kept when the data group is replaced.
-INPUT_KEYS = ("image_size", "channels", "mean", "std")
-#: Keys of ``landmarks`` that say how the net's encoding is drawn, kept likewise.
-ENCODING_KEYS = ("overlay_style", "overlay_groups", "heatmap_style", "heatmap_sigma",
-                 "draw_before_augment")
 SPLITS = ("val", "test")
 
 
@@ -141,7 +133,7 @@ def evaluation_config(cfg: DictConfig, checkpoint: Mapping[str, Any],
 def _keep_trained_inputs(final: DictConfig, stored: DictConfig, cfg: DictConfig, group: str,
                          keys: Sequence[str]) -> None:
     """After ``group`` was replaced: restore what the net was built for, unless set by key."""
-    kept = {"data": INPUT_KEYS, "landmarks": ENCODING_KEYS}.get(group, ())
+    kept = {"data": INPUT_DATA_KEYS, "landmarks": ENCODING_KEYS}.get(group, ())
     for name in kept:
         if f"{group}.{name}" not in keys and name in stored[group]:
             final[group][name] = stored[group][name]
@@ -266,10 +258,7 @@ def trained_module(run: DictConfig, checkpoint: Mapping[str, Any], class_names: 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def _hydra_main(cfg: DictConfig) -> None:
-    try:
-        evaluate(cfg)
-    except (ConfigError, DatasetError) as error:
-        raise user_error_exit(error) from None
+    run_command(lambda: evaluate(cfg))
 
 
 def with_checkpoint_choices(arguments: Sequence[str]) -> list[str]:
@@ -294,10 +283,7 @@ def compose_eval_config(overrides: Sequence[str], output_dir: str | Path) -> Dic
 def main() -> None:
     """``python -m fer_lightning.eval``: insert the checkpoint's group options into the
     command line (module docstring), then run the Hydra app."""
-    try:
-        sys.argv[1:] = with_checkpoint_choices(sys.argv[1:])
-    except ConfigError as error:
-        raise user_error_exit(error) from None
+    sys.argv[1:] = run_command(lambda: with_checkpoint_choices(sys.argv[1:]))
     _hydra_main()
 
 

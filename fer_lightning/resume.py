@@ -25,30 +25,14 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
-from fer_lightning.config import ConfigError
+from fer_lightning.errors import ConfigError
+from fer_lightning.keys import NET_KEYS, RESUME_IGNORED
 
 log = logging.getLogger(__name__)
 
 #: Where every run keeps the checkpoint it resumes from, relative to its run folder.
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
-#: Keys (and key prefixes) that may differ between a run and the run it continues: where
-#: files go, how long to train, on which hardware, what is logged or shown.
-RESUME_IGNORED = (
-    "paths", "ckpt_path", "train", "test", "tags", "optimized_metric", "hint_without_data",
-    "logger", "callbacks.progress_bar", "callbacks.model_summary", "callbacks.epoch_summary",
-    "callbacks.last_checkpoint", "callbacks.confusion_matrix",
-    "trainer.max_epochs", "trainer.min_epochs", "trainer.max_steps", "trainer.min_steps",
-    "trainer.max_time", "trainer.accelerator", "trainer.devices", "trainer.num_nodes",
-    "trainer.strategy", "trainer.sync_batchnorm", "trainer.use_distributed_sampler",
-    "trainer.plugins", "trainer.enable_progress_bar", "trainer.enable_model_summary",
-    "trainer.log_every_n_steps", "trainer.limit_val_batches", "trainer.limit_test_batches",
-    "trainer.check_val_every_n_epoch", "data.num_workers",
-)
-#: What a test-only run (``train=false``) must share with the checkpoint's run: the network
-#: and its input. Data, loss and optimiser may differ (testing on another dataset; the class
-#: names are checked separately against the checkpoint's).
-NET_KEYS = ("model", "head", "landmarks.enabled", "data.image_size", "data.channels")
 #: How many differing keys a refusal lists.
 SHOWN_DIFFERENCES = 8
 

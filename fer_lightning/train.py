@@ -1,18 +1,16 @@
 """`python -m fer_lightning [overrides]`: train, validate and test the best checkpoint.
 
-A thin ``train(cfg)`` wires the config groups into a datamodule, a net, a loss, the
-FERClassifier, callbacks, loggers and a Trainer; ``main`` is the Hydra entry point.
+The command only: ``train(cfg)`` checks the config, builds the run through
+``fer_lightning.build`` (datamodule, net, loss, module, loggers, callbacks, trainer), fits,
+tests the best checkpoint and writes the results through ``fer_lightning.results``;
+``main`` is the Hydra entry point, its errors mapped by ``fer_lightning.cli``. The
+builders stay importable from here (``from fer_lightning.train import build_module``).
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 import logging
-import netrc
-import os
 import shutil
-import signal
 import time
 import warnings
 from pathlib import Path
@@ -20,42 +18,43 @@ from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_class, instantiate
-from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
-from rich.table import Table
 
-from fer_lightning.callbacks import LastCheckpoint
-from fer_lightning.checkpoint import check_checkpoint_classes, run_config
-from fer_lightning.config import (
-    ConfigError,
+from fer_lightning.build import (  # noqa: F401  (build_* also importable from here)
+    build_callbacks,
+    build_datamodule,
+    build_datamodule_or_hint,
+    build_loggers,
+    build_loss,
+    build_module,
     build_net,
-    check_config,
-    check_hardware,
-    net_class,
-    user_error_exit,
+    build_plugins,
+    build_trainer,
+    synthetic_hint,
 )
-from fer_lightning.data.datamodule import FERDataModule
-from fer_lightning.data.landmarks.config import LandmarksConfig
-from fer_lightning.data.sources.base import DatasetError
-from fer_lightning.metrics import SCALAR_METRICS
-from fer_lightning.modules.classifier import FERClassifier, as_plain_dict
-from fer_lightning.provenance import run_record, utc_now
+from fer_lightning.callbacks import LastCheckpoint
+from fer_lightning.checkpoint import check_checkpoint_classes
+from fer_lightning.cli import run_command
+from fer_lightning.config import check_config, check_hardware
+from fer_lightning.results import (  # noqa: F401  (also importable from here)
+    print_results,
+    run_record,
+    save_resolved_config,
+    utc_now,
+    write_json,
+)
 from fer_lightning.resume import (
     LAST_CHECKPOINT,
-    AtomicCheckpointIO,
     adopt_best_checkpoints,
     resolve_ckpt_path,
     source_run,
 )
 from fer_lightning.runlog import configure_run_logging, log_crash
-from fer_lightning.speed import SpeedSwitches, apply_speed_switches, trainer_arguments
+from fer_lightning.speed import SpeedSwitches, apply_speed_switches
 
 log = logging.getLogger(__name__)
 
@@ -65,148 +64,6 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 # A resumed run writes into a checkpoint folder that already holds checkpoints, by design
 # (fer_lightning.resume refuses to start from scratch in such a folder).
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-
-
-def build_datamodule(cfg: DictConfig) -> FERDataModule:
-    """The DataModule of ``cfg.data``, given the validated landmark settings of
-    ``cfg.landmarks`` and told which landmark encoding the net consumes."""
-    landmarks = LandmarksConfig.from_mapping(cfg.landmarks)  # fails before data is read
-    make = instantiate(cfg.data, _partial_=True)  # objects are passed as they are
-    return make(landmarks=landmarks,
-                landmark_encoding=net_class(cfg).landmark_encoding)
-
-
-def build_datamodule_or_hint(cfg: DictConfig) -> FERDataModule:
-    """``build_datamodule``; a dataset missing on disk ends the run at once with the
-    source's message (path and expected layout) plus the experiment's ``hint_without_data``
-    or, by default, the overrides that run the same configuration on synthetic faces."""
-    try:
-        return build_datamodule(cfg)
-    except Exception as error:
-        missing = error
-        while missing is not None and not isinstance(missing, FileNotFoundError):
-            missing = missing.__cause__
-        if missing is None:
-            raise
-        hint = cfg.get("hint_without_data") or synthetic_hint(cfg)
-        raise ConfigError(f"{missing}\n{hint}") from None
-
-
-def synthetic_hint(cfg: DictConfig) -> str:
-    """How to run the same configuration on the embedded synthetic faces."""
-    overrides = ["data=synthetic"]
-    if cfg.landmarks.enabled and cfg.landmarks.name != "groundtruth":
-        overrides.append("landmarks=groundtruth")  # exact landmarks, nothing to extract
-    return ("Point data.root at your copy (data.root=/path/to/dataset), or run the same "
-            f"configuration on the embedded synthetic faces: add {' '.join(overrides)}")
-
-
-def build_module(cfg: DictConfig, net: torch.nn.Module, loss: torch.nn.Module,
-                 class_names: list[str]) -> FERClassifier:
-    """The LightningModule named by ``model.module._target_`` (FERClassifier when absent),
-    given the rest of ``model.module`` as keyword arguments (e.g. loss weights)."""
-    module_cfg = as_plain_dict(cfg.model.get("module")) or {}
-    target = module_cfg.pop("_target_", None)
-    module_class = get_class(target) if target else FERClassifier
-    module = module_class(net, loss, class_names, optimizer=as_plain_dict(cfg.optimizer),
-                          scheduler=as_plain_dict(cfg.scheduler), **module_cfg)
-    module.run_config, module.run_choices = run_config(cfg)  # saved into its checkpoints
-    return module
-
-
-def build_loss(loss_cfg: DictConfig, class_counts: list[int]) -> torch.nn.Module:
-    """The loss of ``cfg.loss``; losses that take ``class_counts`` get the training split's."""
-    parameters = inspect.signature(get_class(loss_cfg._target_)).parameters
-    extra = {"class_counts": class_counts} if "class_counts" in parameters else {}
-    return instantiate(loss_cfg, **extra)
-
-
-def instantiable_nodes(group: DictConfig | None) -> list[DictConfig]:
-    """The entries of a group of named objects (loggers, callbacks) that are switched on;
-    an entry set to null (``callbacks.progress_bar=null``) is switched off."""
-    return [node for node in (group or {}).values() if node is not None and "_target_" in node]
-
-
-def wandb_key_available() -> bool:
-    """True when W&B can authenticate: WANDB_API_KEY or a ``wandb login`` netrc entry."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
-
-
-def build_loggers(logger_cfg: DictConfig | None) -> list[Any]:
-    """Instantiate every logger of ``cfg.logger``; W&B goes offline without an API key."""
-    loggers = []
-    for conf in instantiable_nodes(logger_cfg):
-        if conf._target_.endswith("WandbLogger") and not conf.get("offline", False) \
-                and os.environ.get("WANDB_MODE") != "offline" and not wandb_key_available():
-            log.warning("No W&B API key found (WANDB_API_KEY or `wandb login`): logging "
-                        "offline under %s; upload later with `wandb sync`.", conf.save_dir)
-            conf = OmegaConf.merge(conf, {"offline": True})
-        loggers.append(instantiate(conf))
-    return loggers
-
-
-def build_callbacks(callbacks_cfg: DictConfig | None) -> list[L.Callback]:
-    """Instantiate every callback of ``cfg.callbacks``; ``last.ckpt`` writers go last, so
-    the state they save includes this epoch's update of the best-checkpoint record."""
-    callbacks = [instantiate(conf) for conf in instantiable_nodes(callbacks_cfg)]
-    return sorted(callbacks, key=lambda callback: isinstance(callback, LastCheckpoint))
-
-
-def build_trainer(trainer_cfg: DictConfig, callbacks_cfg: DictConfig | None,
-                  **kwargs: Any) -> L.Trainer:
-    """The Trainer of ``cfg.trainer`` with the callbacks of ``cfg.callbacks``; with
-    ``callbacks.progress_bar=null`` no progress bar at all (Lightning would add its own)."""
-    if callbacks_cfg is not None and "progress_bar" in callbacks_cfg \
-            and callbacks_cfg.progress_bar is None:
-        kwargs.setdefault("enable_progress_bar", False)
-    return instantiate(trainer_arguments(trainer_cfg), callbacks=build_callbacks(callbacks_cfg),
-                       **kwargs)
-
-
-def build_plugins(trainer_cfg: DictConfig) -> list[Any]:
-    """``trainer.plugins`` plus atomic checkpoint writes and, under SLURM, Lightning's SLURM
-    environment with its own auto-requeue off: the job's launcher (submitit) requeues, and
-    the requeued job resumes from its run folder's last.ckpt (``ckpt_path=auto``)."""
-    plugins = list(instantiate(trainer_cfg.get("plugins")) or [])
-    strategy = str(trainer_cfg.get("strategy", "auto"))
-    if not any(word in strategy for word in ("fsdp", "deepspeed")):  # they write their own
-        plugins.append(AtomicCheckpointIO())
-    if SLURMEnvironment.detect():
-        plugins.append(SLURMEnvironment(auto_requeue=False))
-    return plugins
-
-
-@rank_zero_only
-def write_json(path: Path, content: dict[str, Any]) -> None:
-    """Write ``content`` as indented JSON (rank 0 only)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=2))
-
-
-@rank_zero_only
-def save_resolved_config(cfg: DictConfig, output_dir: Path) -> None:
-    """The config with every interpolation resolved, as it ran (rank 0 only)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-
-
-@rank_zero_only
-def print_results(results: dict[str, Any]) -> None:
-    """A small table of the final val / test metrics."""
-    table = Table(title=f"{results['task_name']}: best checkpoint")
-    stages = [stage for stage in ("val", "test") if stage in results]
-    table.add_column("metric")
-    for stage in stages:
-        table.add_column(stage, justify="right")
-    for name in SCALAR_METRICS:
-        table.add_row(name, *[f"{results[stage]['metrics'][name]:.4f}" for stage in stages])
-    Console().print(table)
-    Console().print(f"results: {results['output_dir']}/results.json")
 
 
 def best_checkpoint(trainer: L.Trainer) -> str | None:
@@ -320,15 +177,14 @@ def main(cfg: DictConfig) -> float | None:
     run with its message alone (no traceback) and exit status 1, SIGTERM with status 143
     after writing last.ckpt."""
     configure_run_logging()
-    try:
-        return optimized_value(cfg, train(cfg))
-    except (ConfigError, DatasetError) as error:
+
+    def user_error(error: Exception) -> None:
         log_crash(error, traceback=False)
         remove_unused_run_dir(Path(HydraConfig.get().runtime.output_dir).resolve(),
                               Path(cfg.paths.log_dir).resolve())
-        raise user_error_exit(error) from None
-    except SIGTERMException:
-        raise SystemExit(128 + signal.SIGTERM) from None
+
+    try:
+        return run_command(lambda: optimized_value(cfg, train(cfg)), on_user_error=user_error)
     except (Exception, KeyboardInterrupt) as error:
         log_crash(error)  # train.log says why the run stopped; Hydra prints the traceback
         raise

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fer_lightning import checkpoint
+from fer_lightning import build
 from fer_lightning.config import compose_config
 
 #: Tiny versions of every family (seconds to build and export).
@@ -65,8 +65,8 @@ def landscape() -> np.ndarray:
 def write_checkpoint(overrides: list[str], path: Path, class_names: list[str] | None = None
                      ) -> Path:
     """A fer_lightning checkpoint of an untrained net configured by ``overrides``."""
-    return checkpoint.write_checkpoint(compose_config(overrides, path.parent / "run"), path,
-                                       class_names)
+    return build.write_checkpoint(compose_config(overrides, path.parent / "run"), path,
+                                 class_names)
 
 
 class Touch:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fer_lightning import checkpoint as ckpt
+from fer_lightning.build import build_trained_net
 from fer_lightning.config import ConfigError
 from fer_lightning.train import train
 from tests.fixtures_inference import write_checkpoint, write_malicious
@@ -77,7 +78,7 @@ def test_a_newer_format_asks_for_an_upgrade(tmp_path, valid_checkpoint):
 
 def test_rebuilt_net_has_the_checkpoint_weights(valid_checkpoint):
     checkpoint = ckpt.load_checkpoint(valid_checkpoint)
-    net = ckpt.build_trained_net(checkpoint)
+    net = build_trained_net(checkpoint)
     expected = {key[4:]: value for key, value in checkpoint["state_dict"].items()
                 if key.startswith("net.")}
     assert net.state_dict().keys() == expected.keys()

@@ -11,6 +11,7 @@ from fer_lightning.data.encodings import (
     landmark_coords,
     regions_from_landmarks,
 )
+from fer_lightning.data.landmarks.config import ENCODINGS
 from fer_lightning.data.landmarks.schema import (
     FIVE_POINT_FLIP_PERMUTATION,
     GROUPS,
@@ -180,3 +181,16 @@ def test_overlay_groups_draw_only_the_named_parts():
     assert lines.sum() > draw_overlay(blank, landmarks, valid, groups=["outer_lip"]).sum()
     with pytest.raises(ValueError, match="landmarks.overlay_groups: unknown groups \\['ears'\\]"):
         draw_overlay(blank, landmarks, valid, groups=["ears"])
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_encoding_table_names_the_key_batch_transform_renders(encoding):
+    """One table (``ENCODING_INPUT``): the encoding names, the key BatchTransform adds for
+    the net and the ONNX input keys all come from it."""
+    from fer_lightning.data.landmarks.config import ENCODING_INPUT
+    from fer_lightning.inference import ENCODING_INPUT as inference_table
+
+    assert inference_table is ENCODING_INPUT and tuple(ENCODING_INPUT) == ENCODINGS
+    batch = {"image": torch.rand(2, 1, SIZE, SIZE), "landmarks": face_landmarks(2),
+             "landmarks_valid": torch.tensor([True, True])}
+    assert ENCODING_INPUT[encoding] in BatchTransform(encoding)(batch, training=False)

@@ -96,3 +96,11 @@ def test_focal_rejects_bad_arguments(kwargs, message):
 def test_focal_alpha_length_must_match_classes():
     with pytest.raises(ValueError, match="one per class"):
         FocalLoss(alpha=[1.0, 1.0])(LOGITS, TARGET)
+
+
+def test_loss_label_modes_are_ferplus_label_modes():
+    """losses.py owns the names (no import of a data source); they must stay FER+'s."""
+    from fer_lightning import losses
+    from fer_lightning.data.sources import ferplus
+
+    assert losses.LABEL_MODES == ferplus.LABEL_MODES

@@ -314,11 +314,11 @@ def test_ablation_benchmark_writes_the_readme_section(grid, tmp_path, monkeypatc
 
     monkeypatch.setattr(ablation, "OUT", tmp_path)
     assert main([str(grid), "--out", str(tmp_path / "mba"), "--no-plots"]) == 0
-    section = ablation.grid_markdown("mba", grid, 754.0, "benchmarks/ablation")
+    section = ablation.grid_markdown("mba", grid, 754.0, "benchmarks/ablation_results")
     assert "12 runs in 12 min 34 s" in section
     assert "- landmarks=groundtruth vs none: +3.1 points acc [" in section
     assert "python -m fer_lightning -m hydra.sweep.dir=logs/ablation/mba" in section
-    assert "![mba effects](benchmarks/ablation/mba/block1-effects.png)" in section
+    assert "![mba effects](benchmarks/ablation_results/mba/block1-effects.png)" in section
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{ablation.BEGIN} placeholder -->\nold\n{ablation.END}\nrest\n")
     ablation.fill_readme(readme, section)

@@ -17,7 +17,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import fer_lightning.train as train_module
+import fer_lightning.build as build_module
 from fer_lightning.config import ConfigError
 from fer_lightning.resume import AtomicCheckpointIO, resolve_ckpt_path
 from fer_lightning.train import train
@@ -85,8 +85,8 @@ def test_sigterm_mid_epoch_saves_that_step_and_the_run_resumes_in_its_folder(
             if trainer.global_step == 3:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    build = train_module.build_callbacks
-    monkeypatch.setattr(train_module, "build_callbacks",
+    build = build_module.build_callbacks
+    monkeypatch.setattr(build_module, "build_callbacks",
                         lambda cfg: [*build(cfg), SigtermAtStep3()])
     run = tmp_path / "run"
     with pytest.raises(SystemExit):
@@ -95,7 +95,7 @@ def test_sigterm_mid_epoch_saves_that_step_and_the_run_resumes_in_its_folder(
     assert checkpoint_state(run / "checkpoints/last.ckpt") == (0, 3)  # mid-epoch (4 steps)
     assert not (run / "results.json").exists()
 
-    monkeypatch.setattr(train_module, "build_callbacks", build)
+    monkeypatch.setattr(build_module, "build_callbacks", build)
     train(make_cfg("trainer.max_epochs=1", "trainer.log_every_n_steps=1", "test=false",
                    output_dir=run))
     assert checkpoint_state(run / "checkpoints/last.ckpt") == (0, 4)
@@ -117,8 +117,8 @@ def test_requeue_signal_saves_at_the_batch_end_then_runs_the_requeue_handler(
             if trainer.global_step == 2:
                 os.kill(os.getpid(), signal.SIGUSR2)
 
-    build = train_module.build_callbacks
-    monkeypatch.setattr(train_module, "build_callbacks", lambda cfg: [*build(cfg), Usr2AtStep2()])
+    build = build_module.build_callbacks
+    monkeypatch.setattr(build_module, "build_callbacks", lambda cfg: [*build(cfg), Usr2AtStep2()])
     previous = signal.signal(signal.SIGUSR2, submitit_like)
     try:
         with pytest.raises(SystemExit):
@@ -162,7 +162,7 @@ def test_under_slurm_only_the_launcher_requeues(make_cfg, monkeypatch):
 
     monkeypatch.setenv("SLURM_NTASKS", "1")
     monkeypatch.setenv("SLURM_JOB_NAME", "fer")
-    plugins = train_module.build_plugins(make_cfg().trainer)
+    plugins = build_module.build_plugins(make_cfg().trainer)
     [slurm] = [plugin for plugin in plugins if isinstance(plugin, SLURMEnvironment)]
     assert not slurm.auto_requeue
     assert any(isinstance(plugin, AtomicCheckpointIO) for plugin in plugins)

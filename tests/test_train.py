@@ -91,7 +91,7 @@ def test_wandb_runs_offline_without_key(make_cfg, tmp_path, monkeypatch, caplog)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setenv("HOME", str(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="fer_lightning.train"):
+    with caplog.at_level(logging.WARNING, logger="fer_lightning.build"):
         train(make_cfg("logger=wandb", "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
     offline = [r for r in caplog.records if "logging offline" in r.getMessage()]
     assert len(offline) == 1

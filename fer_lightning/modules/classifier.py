@@ -9,7 +9,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import nn
 
 from fer_lightning.checkpoint import METADATA_KEY, checkpoint_metadata
@@ -69,7 +69,7 @@ class FERClassifier(L.LightningModule):
     """
 
     #: The resolved run config and its Hydra group options (``checkpoint.run_config``),
-    #: handed over by ``train.build_module`` and saved into every checkpoint, so eval,
+    #: handed over by ``build.build_module`` and saved into every checkpoint, so eval,
     #: predict and export need only the ``.ckpt`` file.
     run_config: dict[str, Any] | None = None
     run_choices: dict[str, str] | None = None
@@ -180,10 +180,3 @@ class FERClassifier(L.LightningModule):
                                                        self.run_choices)
 
 
-def as_plain_dict(config: DictConfig | Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Resolve a config node into plain containers, the form saved into checkpoints."""
-    if config is None:
-        return None
-    if isinstance(config, DictConfig):
-        return OmegaConf.to_container(config, resolve=True)
-    return dict(config)

@@ -36,11 +36,18 @@ class FERNet(nn.Module):
       or None when it cannot use landmarks (``landmarks=`` other than ``none`` is then a
       config error);
     - ``supported_heads``: the ``head.pool`` values it honours (``gap``, ``flatten``).
+
+    And one instance attribute, read by the ONNX export:
+
+    - ``per_image_graph``: True when ``forward`` loops over the images of a batch in
+      Python (``ms_fpn``'s region detector), so a traced graph is only valid for the
+      traced batch size and is exported with a batch of 1.
     """
 
     input_keys: tuple[str, ...] = ("image",)
     landmark_encoding: ClassVar[str | None] = None
     supported_heads: ClassVar[tuple[str, ...]] = POOLS
+    per_image_graph: bool = False
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)

@@ -330,6 +330,8 @@ class MSFPN(FERNet):
         self.global_branch = PooledBlock(fpn_channels)
         features = fpn_channels
         self.detector: EmotionRegionDetector | None = None
+        #: The region detector picks boxes image by image (FERNet.per_image_graph).
+        self.per_image_graph = use_landmarks
         if use_landmarks:
             self.detector = EmotionRegionDetector(fpn_channels, detector_config(detector),
                                                   num_regions)

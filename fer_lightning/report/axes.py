@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
+from fer_lightning.keys import SEED, is_bookkeeping, strip_override_prefix
 from fer_lightning.report.discover import Run
-from fer_lightning.report.keys import SEED, is_bookkeeping, strip_override_prefix
 
 #: Config groups in the order the root config lists them (axes are shown in this order).
 GROUP_ORDER = ("data", "landmarks", "model", "head", "loss", "optimizer", "scheduler",

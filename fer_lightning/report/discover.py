@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from fer_lightning.errors import ReportError  # noqa: F401  (re-exported)
 from fer_lightning.runlog import CRASH_PREFIX
 
 #: Sub-folders of a run (or of a multirun) that never hold runs.
@@ -49,8 +50,7 @@ EVAL_RESULTS_KEYS = frozenset({"split", "tta"})
 PREDICT_FILES = ("predictions.csv", "predictions.jsonl")
 
 
-class ReportError(ValueError):
-    """A report cannot be made (no such path, no runs); the CLI prints it and exits 1."""
+# ``ReportError`` lives on the ground floor (fer_lightning.errors); imported from here too.
 
 
 @dataclass

@@ -21,9 +21,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from fer_lightning.keys import SEED, is_bookkeeping
 from fer_lightning.report.axes import UNSET, canonical, flatten
 from fer_lightning.report.discover import Run
-from fer_lightning.report.keys import SEED, is_bookkeeping
 
 #: The normal quantile of a two-sided 95 % band.
 Z95 = 1.959963984540054

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from fer_lightning.errors import MissingPackage
+
 #: ``make setup`` installs every backend this way; the error of a missing one repeats it.
 INSTALL = {
     "dlib": "pip install dlib-bin face-recognition-models",
@@ -27,8 +29,14 @@ INSTALL = {
 }
 
 
-class MissingBackendError(ImportError):
+class MissingBackendError(MissingPackage):
     """A landmark backend's package is not installed; the message names the install command."""
+
+
+def install_line(module: str) -> str:
+    """The command that installs ``module``: its :data:`INSTALL` line, else a plain pip
+    install (a backend missing from the table still gets a usable message)."""
+    return INSTALL.get(module, f"pip install {module}")
 
 
 def require(module: str, backend: str) -> ModuleType:
@@ -38,7 +46,7 @@ def require(module: str, backend: str) -> ModuleType:
     except ImportError as error:
         raise MissingBackendError(
             f"landmarks={backend} needs the Python package {module!r}, which does not import "
-            f"({error}). Install it with `make setup` or: {INSTALL[module]}"
+            f"({error}). Install it with `make setup` or: {install_line(module)}"
         ) from error
 
 

@@ -22,9 +22,15 @@ from typing import Any
 
 from fer_lightning.data.landmarks.face_crop import DETECTORS, SELECT
 from fer_lightning.data.landmarks.schema import GROUPS
+from fer_lightning.errors import ConfigError
 
 #: What a network may consume (the net's ``landmark_encoding``), see data/encodings.py.
-ENCODINGS = ("overlay", "heatmap", "coords", "regions")
+#: The table of encodings: name -> the batch key it gives the net (``overlay`` draws on
+#: the image; ``regions`` are training targets). ``BatchTransform`` renders each, the
+#: names are its keys, and the ONNX input names of ``inference`` follow the batch keys.
+ENCODING_INPUT = {"overlay": "image", "heatmap": "landmark_map", "coords": "coords",
+                  "regions": "regions"}
+ENCODINGS = tuple(ENCODING_INPUT)
 OVERLAY_STYLES = ("points", "contours")
 HEATMAP_STYLES = ("gaussian", "contours")
 #: ``on_missing``: keep faces not found with the mean shape, or drop them.
@@ -32,10 +38,7 @@ POLICIES = ("mean_shape", "drop")
 
 
 def config_error(message: str) -> ValueError:
-    """A ``fer_lightning.config.ConfigError`` (imported on demand: that module pulls in
-    torch and Hydra, which the cache's worker processes do not need)."""
-    from fer_lightning.config import ConfigError
-
+    """A :class:`fer_lightning.errors.ConfigError` for ``message``."""
     return ConfigError(message)
 
 

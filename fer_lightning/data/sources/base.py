@@ -13,6 +13,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from fer_lightning.errors import DatasetError  # noqa: F401  (re-exported)
+
 SPLITS = ("train", "val", "test")
 
 
@@ -20,10 +22,7 @@ class SplitUnavailableError(ValueError):
     """The requested split does not exist in this form of the dataset (e.g. no labels)."""
 
 
-class DatasetError(ValueError):
-    """The dataset on disk cannot be trained on as configured (an empty split, one class,
-    an undecodable listed image, a file in an unreadable encoding). The message names the
-    dataset or file, the split and what was expected."""
+# ``DatasetError`` lives on the ground floor (fer_lightning.errors); imported from here too.
 
 
 @dataclass
@@ -70,6 +69,17 @@ class Source(Protocol):
     implement ``ImageFileSource`` instead (the cache hashes those files, remembering each
     digest until the file changes); without either, the cache hashes the decoded image,
     which is always right but decodes every image (docs/landmarks.md, "The cache").
+
+    What the cache and the checks read beyond the methods, each in one function:
+
+    - root: a ``root`` attribute (the dataset folder; absent for generated data), read by
+      ``landmarks.content.resolved_root``;
+    - description: ``describe() -> str`` (the files read, the split protocol) for
+      messages, read by ``sources.validate.describe`` (default: the class name);
+    - identity: the class, the resolved root and every public attribute holding plain
+      values, read by ``landmarks.content.source_identity`` as the cache's dataset key.
+      A setting that changes the samples must therefore be a public attribute; a
+      private (``_name``) one is not part of the key.
     """
 
     class_names: list[str]

@@ -29,19 +29,33 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from fer_lightning import checkpoint as ckpt
-from fer_lightning.config import ConfigError, net_class
+from fer_lightning.build import build_trained_net
 from fer_lightning.data.landmarks.base import Extractor
-from fer_lightning.data.landmarks.config import LandmarksConfig
+from fer_lightning.data.landmarks.config import ENCODING_INPUT, LandmarksConfig
 from fer_lightning.data.landmarks.pipeline import LandmarkPipeline, build_pipeline
 from fer_lightning.data.transforms import BatchTransform
+from fer_lightning.errors import ConfigError
+from fer_lightning.input_spec import input_spec, resolve_precropped
 
-#: The batch key each landmark encoding produces for the net (``regions`` are targets).
-ENCODING_INPUT = {"overlay": "image", "heatmap": "landmark_map", "coords": "coords",
-                  "regions": "regions"}
 #: The backend that stands in for ``groundtruth`` landmarks on photos (68 iBUG points).
 GROUNDTRUTH_STANDIN = "dlib"
 #: ONNX metadata key holding the checkpoint metadata as JSON (written by ``export``).
 ONNX_METADATA_KEY = "fer_lightning"
+
+
+def onnx_file_for(checkpoint_path: str | Path, onnx_path: str | Path | None = None) -> Path:
+    """The ONNX export of a checkpoint: ``onnx_path``, default the checkpoint's path with
+    ``.onnx``."""
+    checkpoint_path = Path(checkpoint_path).expanduser()
+    return checkpoint_path.with_suffix(".onnx") if onnx_path is None else Path(onnx_path)
+
+
+def onnx_is_current(checkpoint_path: str | Path, onnx_path: Path) -> bool:
+    """Whether ``onnx_path`` exists and is not older than the checkpoint it exports."""
+    checkpoint_path = Path(checkpoint_path).expanduser()
+    return onnx_path.is_file() and not (
+        checkpoint_path.is_file()
+        and onnx_path.stat().st_mtime < checkpoint_path.stat().st_mtime)
 
 
 def input_pipelines(cfg: DictConfig) -> tuple[nn.Module, LandmarkPipeline | None]:
@@ -51,13 +65,12 @@ def input_pipelines(cfg: DictConfig) -> tuple[nn.Module, LandmarkPipeline | None
     group's extractor with its quality filter and, when the run's images were photos, the
     face cropper that framed them."""
     landmarks = LandmarksConfig.from_mapping(cfg.landmarks)
-    encoding = getattr(net_class(cfg), "landmark_encoding", None)
-    transform = BatchTransform(encoding if landmarks.enabled else None, landmarks,
-                               mean=cfg.data.get("mean", 0.5), std=cfg.data.get("std", 0.5))
+    spec = input_spec(cfg)
+    mean, std = spec.normalisation()
+    transform = BatchTransform(spec.encoding, landmarks, mean=mean, std=std)
     if not landmarks.extracts:
         return transform, None
-    precropped = landmarks.resolve_precropped(cfg.data.get("precropped"))
-    return transform, build_pipeline(landmarks, precropped)
+    return transform, build_pipeline(landmarks, spec.precropped)
 
 
 def landmarks_config(cfg: DictConfig, backend: str | None = None) -> DictConfig:
@@ -79,7 +92,7 @@ def landmarks_config(cfg: DictConfig, backend: str | None = None) -> DictConfig:
             if key in resolved:
                 landmarks[key] = resolved[key]
         if landmarks.get("precropped") is None:
-            landmarks.precropped = bool(cfg.data.get("precropped", True))
+            landmarks.precropped = resolve_precropped(cfg)
     return landmarks
 
 
@@ -169,12 +182,13 @@ class TrainedModel:
         self.class_names = list(class_names)
         self.runner = runner
         self.metadata = dict(metadata)
-        self.image_size, self.channels = int(config.data.image_size), int(config.data.channels)
-        encoding = getattr(net_class(config), "landmark_encoding", None)
+        #: What the net was built for (input_spec.InputSpec), read once from its config.
+        self.spec = input_spec(config)
+        self.image_size, self.channels = self.spec.image_size, self.spec.channels
         #: The landmark encoding the net was trained with (None without landmarks).
-        self.encoding = encoding if config.landmarks.enabled else None
+        self.encoding = self.spec.encoding
         self.uses_landmarks = self.encoding is not None and (
-            encoding == "overlay" or ENCODING_INPUT.get(encoding) in runner.input_keys)
+            self.encoding == "overlay" or ENCODING_INPUT.get(self.encoding) in runner.input_keys)
         run = OmegaConf.create(OmegaConf.to_container(config))
         if self.uses_landmarks:
             with open_dict(run):
@@ -193,7 +207,7 @@ class TrainedModel:
                         landmarks_backend: str | None = None) -> TrainedModel:
         """The PyTorch net of a ``.ckpt`` file (read with ``checkpoint.load_checkpoint``)."""
         checkpoint = ckpt.load_checkpoint(path)
-        net = ckpt.build_trained_net(checkpoint)
+        net = build_trained_net(checkpoint)
         return cls(ckpt.stored_config(checkpoint), ckpt.class_names(checkpoint),
                    TorchRunner(net, device), checkpoint[ckpt.METADATA_KEY], landmarks_backend)
 

@@ -1,0 +1,180 @@
+"""``Predictor``: faces in images -> expression probabilities, the Python API of
+``python -m fer_lightning.predict``.
+
+Every face is found, cropped and given landmarks the way the run's training images were
+(:class:`~fer_lightning.inference.runner.TrainedModel` rebuilds the input pipeline from
+the checkpoint or the ONNX file):
+
+- models trained on photos they cropped themselves (``landmarks.precropped=false``) use
+  the run's own face detector and crop margin;
+- models trained on pre-cropped faces (FER2013, FER+, RAF-DB aligned, the synthetic
+  faces) use MTCNN and a crop margin of 0.05 of the box side on every side: an MTCNN box
+  spans brows to chin, about the framing of those datasets (measured on skimage's
+  astronaut, matplotlib's grace_hopper and LFW crops; see docs/inference.md). With
+  ``detector=hog`` the margin is 0.15 (dlib's boxes are tighter).
+
+A ``Predictor`` never exports: ``backend="onnx"`` on a ``.ckpt`` runs the ``.onnx`` file
+next to it (``onnx_path``), which the predict command exports first when missing or stale
+(``inference.onnx_export.ensure_onnx``)::
+
+    predictor = Predictor.from_checkpoint("best.ckpt")
+    for face in predictor.predict("photo.jpg"):
+        print(face.box, face.label, face.probabilities)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fer_lightning.checks import check_choice
+from fer_lightning.data.dataset import image_to_tensor
+from fer_lightning.data.landmarks.face_crop import DETECTORS, Face, FaceCropper
+from fer_lightning.errors import CheckpointError
+from fer_lightning.inference.media import FacePrediction, load_image
+from fer_lightning.inference.runner import TrainedModel, onnx_file_for, onnx_is_current
+from fer_lightning.inference.tta import TestTimeAugmentation, average_views
+
+BACKENDS = ("torch", "onnx")
+
+
+
+#: Detector for models trained on pre-cropped faces.
+DEFAULT_DETECTOR = "mtcnn"
+
+
+
+#: Crop margin per detector for models trained on pre-cropped faces (module docstring).
+PRECROPPED_MARGIN = {"mtcnn": 0.05, "hog": 0.15}
+
+
+
+def face_cropper(model: TrainedModel, detector: str | None = None,
+                 margin: float | None = None) -> FaceCropper:
+    """The face detector and crop for photos (module docstring): the run's own when it
+    trained on photos it cropped, else MTCNN with the pre-cropped framing margin."""
+    trained = model.photo_cropper
+    if trained is not None:
+        name = detector or trained.detector.name
+        margin = trained.margin if margin is None else margin
+        if name == trained.detector.name and margin == trained.margin:
+            return trained
+        return FaceCropper(name, margin, trained.select)
+    name = detector or DEFAULT_DETECTOR
+    check_choice("detector", name, DETECTORS)
+    return FaceCropper(name, PRECROPPED_MARGIN[name] if margin is None else margin)
+
+
+
+class Predictor:
+    """Faces in images -> expression probabilities, with the trained run's face crop,
+    landmarks and input pipeline (module docstring). ``batch_size`` faces are classified
+    at once on the model's device."""
+
+    def __init__(self, model: TrainedModel, detect: bool = True, detector: str | None = None,
+                 margin: float | None = None, batch_size: int = 32, tta: str = "none",
+                 tta_crop: float = 0.92) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        self.model = model
+        self.cropper = face_cropper(model, detector, margin) if detect else None
+        self.batch_size = batch_size
+        self.transform = TestTimeAugmentation(model.transform, tta, tta_crop)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, backend: str = "torch",
+                        onnx_path: str | Path | None = None, device: str = "cpu",
+                        landmarks: str | None = None, **options: Any) -> Predictor:
+        """A predictor for a ``.ckpt`` (run with PyTorch, or with onnxruntime when
+        ``backend="onnx"``: its export ``onnx_path``, default ``<checkpoint>.onnx``, which
+        must exist and be newer than the checkpoint: a Predictor never exports, the
+        caller does, e.g. with ``inference.onnx_export.ensure_onnx``) or for an
+        ``.onnx`` file from ``export``.
+        ``landmarks`` replaces the run's landmark backend (dlib | mediapipe | mtcnn);
+        ``options`` go to the constructor."""
+        check_choice("backend", backend, BACKENDS)
+        path = Path(path).expanduser()
+        if path.suffix == ".onnx":
+            return cls(TrainedModel.from_onnx(path, landmarks), **options)
+        if backend == "onnx":
+            onnx_file = onnx_file_for(path, onnx_path)
+            if not onnx_is_current(path, onnx_file):
+                raise CheckpointError(
+                    f"{onnx_file} is missing or older than {path}; export it first: "
+                    f"python -m fer_lightning.export ckpt_path={path} out={onnx_file}")
+            return cls(TrainedModel.from_onnx(onnx_file, landmarks), **options)
+        return cls(TrainedModel.from_checkpoint(path, device, landmarks), **options)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.model.class_names
+
+    def faces(self, image: np.ndarray) -> list[Face]:
+        """The faces of ``image`` (one whole-image face without detection)."""
+        if self.cropper is not None:
+            return self.cropper.faces(image)
+        whole = np.array([0, 0, image.shape[1], image.shape[0]], np.float32)
+        return [Face(whole, math.nan, image, whole)]
+
+    def predict(self, image: str | Path | Image.Image | np.ndarray) -> list[FacePrediction]:
+        """The faces of one image (a path, a PIL image or an RGB / grey uint8 array)."""
+        return self.predict_many([image])[0]
+
+    def predict_many(self, images: Sequence[str | Path | Image.Image | np.ndarray]
+                     ) -> list[list[FacePrediction]]:
+        """The faces of each image, detected one image at a time and classified in
+        batches of ``batch_size`` faces."""
+        per_image = [self.faces(load_image(image)) for image in images]
+        flat = [face for faces in per_image for face in faces]
+        probabilities, found = self.classify(flat)
+        predictions, start = [], 0
+        for faces in per_image:
+            predictions.append([self._prediction(face, probabilities[start + i], found[start + i])
+                                for i, face in enumerate(faces)])
+            start += len(faces)
+        return predictions
+
+    def classify(self, faces: Sequence[Face]) -> tuple[np.ndarray, list[bool | None]]:
+        """(probabilities (N, K), landmarks found per face or None) of face crops."""
+        probabilities, found = [np.zeros((0, self.model.num_classes), np.float32)], []
+        for start in range(0, len(faces), self.batch_size):
+            chunk = faces[start:start + self.batch_size]
+            batch, chunk_found = self.raw_batch(chunk)
+            logits = average_views(self.model.logits(self.transform(batch)),
+                                   self.transform.views)
+            probabilities.append(torch.softmax(logits, -1).numpy())
+            found.extend(chunk_found)
+        return np.concatenate(probabilities), found
+
+    def raw_batch(self, faces: Sequence[Face]
+                  ) -> tuple[dict[str, torch.Tensor], list[bool | None]]:
+        """(the batch of face crops before the run's transform: image in [0, 1] at the
+        net's size and channels, landmarks when the net uses them; landmarks found per
+        face or None), on the model's device."""
+        model = self.model
+        batch = {"image": torch.stack([image_to_tensor(face.crop, model.image_size,
+                                                       model.channels) for face in faces])}
+        found: list[bool | None] = [None] * len(faces)
+        if model.uses_landmarks:
+            # The run's extractor saw the detector's box only when it cropped photos itself.
+            boxes = [face.box_in_crop if model.photo_cropper is not None
+                     and self.cropper is not None
+                     else None for face in faces]
+            batch["landmarks"], batch["landmarks_valid"] = model.landmarks(
+                [face.crop for face in faces], boxes)
+            found = batch["landmarks_valid"].tolist()
+        device = model.runner.device
+        return {key: value.to(device) for key, value in batch.items()}, found
+
+    def _prediction(self, face: Face, probabilities: np.ndarray, found: bool | None
+                    ) -> FacePrediction:
+        scores = {name: float(p) for name, p in zip(self.class_names, probabilities, strict=True)}
+        return FacePrediction(tuple(float(v) for v in face.box),
+                              None if math.isnan(face.score) else face.score,
+                              self.class_names[int(np.argmax(probabilities))], scores, found)
