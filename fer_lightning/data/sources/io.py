@@ -343,13 +343,26 @@ def decode_problem(path: Path) -> str | None:
     return None
 
 
-def box_problem(path: Path, box: Sequence[int]) -> str | None:
-    """Why face ``box`` cannot be cropped from ``path`` (read from its header), or None."""
+def box_not_within(box: Sequence[int], width: int, height: int) -> str | None:
+    """The message for a face box that does not lie inside its image, or None."""
+    x, y, w, h = box
+    if x >= 0 and y >= 0 and x + w <= width and y + h <= height:
+        return None
+    return (f"face box (left, top, right, bottom) = ({x}, {y}, {x + w}, {y + h}) does not "
+            f"lie inside the {width}x{height} image; expected a box within the image (were "
+            f"the images resized after the labels were written?)")
+
+
+def box_problem(path: Path, box: Sequence[int], within: bool = False) -> str | None:
+    """Why face ``box`` cannot be cropped from ``path`` (read from its header), or None;
+    ``within``: the box must lie inside the image, not merely overlap it."""
     try:
         with Image.open(path) as image:
             size = image.size
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         return f"cannot be decoded ({error})"
+    if within:
+        return box_not_within(box, *size)
     return None if clip_box(box, *size) is not None else box_outside(box, *size)
 
 
@@ -362,7 +375,7 @@ def image_problems(images: Sequence[ListedImage], full: bool = False) -> list[st
         why = decode_problem(image.path) if full and image.path.is_file() \
             else header_problem(image.path)
         if why is None and image.box is not None:
-            why = box_problem(image.path, image.box)
+            why = box_problem(image.path, image.box, image.box_within)
         if why is not None:
             where = f" ({image.where})" if image.where else ""
             problems.append(f"{image.path}{where}: {why}")
