@@ -35,6 +35,7 @@ from fer_lightning.errors import ConfigError
 from fer_lightning.modules.classifier import FERClassifier
 from fer_lightning.nets.base import FERNet
 from fer_lightning.resume import AtomicCheckpointIO
+from fer_lightning.speed import trainer_arguments
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,8 @@ def build_trainer(trainer_cfg: DictConfig, callbacks_cfg: DictConfig | None,
     if callbacks_cfg is not None and "progress_bar" in callbacks_cfg \
             and callbacks_cfg.progress_bar is None:
         kwargs.setdefault("enable_progress_bar", False)
-    return instantiate(trainer_cfg, callbacks=build_callbacks(callbacks_cfg), **kwargs)
+    return instantiate(trainer_arguments(trainer_cfg), callbacks=build_callbacks(callbacks_cfg),
+                       **kwargs)
 
 
 def build_plugins(trainer_cfg: DictConfig) -> list[Any]:

@@ -36,6 +36,8 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from fer_lightning.speed import SPEED_KEYS
+
 #: Top-level keys set by experiments rather than by conf/train.yaml.
 EXPERIMENT_KEYS = ("hint_without_data",)
 #: Keys of a node this package reads itself (not passed to the node's ``_target_``).
@@ -44,6 +46,7 @@ NODE_EXTRAS: dict[str, tuple[str, ...]] = {
     "scheduler": ("interval", "frequency", "monitor"),  # LIGHTNING_SCHEDULER_KEYS
     "model": ("name", "module"),  # train.build_net / build_module
     "head": ("name",),  # the option's name; the rest goes to ClassifierHead
+    "trainer": SPEED_KEYS,  # speed.py: compile, channels_last, fused_optimizer
 }
 #: Nodes of plain values read by name; their keys are those of the shipped option.
 FIXED_KEYS = {"paths": Path(__file__).parent / "conf" / "paths" / "default.yaml"}

@@ -56,6 +56,7 @@ from fer_lightning.resume import (
     source_run,
 )
 from fer_lightning.runlog import configure_run_logging, log_crash
+from fer_lightning.speed import SpeedSwitches, apply_speed_switches
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     net = build_net(cfg, len(class_names))
     reconcile_classes(net, cfg.model.get("pretrained_path"), class_names)
     loss = build_loss(cfg.loss, datamodule.class_counts("train"))
-    model = build_module(cfg, net, loss, class_names)
+    model = apply_speed_switches(build_module(cfg, net, loss, class_names),
+                                 SpeedSwitches.from_trainer_config(cfg.trainer))
     loggers = build_loggers(cfg.get("logger"))
     trainer = build_trainer(cfg.trainer, cfg.get("callbacks"), logger=loggers or False,
                             plugins=build_plugins(cfg.trainer))

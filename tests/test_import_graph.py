@@ -18,7 +18,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fer_lightning", "fer_lightning.errors", "fer_lightning.checks", "fer_lightning.keys",
      "fer_lightning.labels", "fer_lightning.slurm", "fer_lightning.runlog",
      "fer_lightning.provenance", "fer_lightning.losses", "fer_lightning.data.landmarks.schema",
-     "fer_lightning.trust", "fer_lightning.conf", "fer_lightning.launch"),
+     "fer_lightning.trust", "fer_lightning.conf", "fer_lightning.launch",
+     "fer_lightning.speed"),
     # data and nets (never each other), metrics, the checkpoint file format
     ("fer_lightning.data", "fer_lightning.nets", "fer_lightning.metrics",
      "fer_lightning.checkpoint", "fer_lightning.finetune"),
