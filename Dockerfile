@@ -28,6 +28,7 @@ RUN pip install -r requirements/torch-cpu.txt \
     && pip install -r requirements/landmarks.txt
 COPY pyproject.toml README.md LICENSE ./
 COPY fer_lightning/ fer_lightning/
+COPY hydra_plugins/ hydra_plugins/
 RUN pip install . \
     && pip install --no-deps -r requirements/landmarks-nodeps.txt
 

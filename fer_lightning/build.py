@@ -29,11 +29,13 @@ from fer_lightning import checkpoint as ckpt
 from fer_lightning.callbacks import LastCheckpoint
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.landmarks.config import LandmarksConfig
+from fer_lightning.data.sources import validate
 from fer_lightning.data.sources.fer2013 import CLASS_NAMES
 from fer_lightning.errors import ConfigError
 from fer_lightning.modules.classifier import FERClassifier
 from fer_lightning.nets.base import FERNet
 from fer_lightning.resume import AtomicCheckpointIO
+from fer_lightning.speed import trainer_arguments
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +82,19 @@ def build_datamodule(cfg: DictConfig) -> FERDataModule:
 def build_datamodule_or_hint(cfg: DictConfig) -> FERDataModule:
     """``build_datamodule``; a dataset missing on disk ends the run at once with the
     source's message (path and expected layout) plus the experiment's ``hint_without_data``
-    or, by default, the overrides that run the same configuration on synthetic faces."""
+    or, by default, the overrides that run the same configuration on synthetic faces.
+    Any other error reading the dataset becomes its one-line Config or Dataset error
+    (``sources.validate.user_error``), as the data summary prints it."""
     try:
         return build_datamodule(cfg)
     except Exception as error:
-        missing = error
-        while missing is not None and not isinstance(missing, FileNotFoundError):
-            missing = missing.__cause__
+        missing = next((link for link in validate.causes(error)
+                        if isinstance(link, FileNotFoundError)), None)
         if missing is None:
-            raise
+            known = validate.user_error(error)
+            if known is None:
+                raise
+            raise known from None
         hint = cfg.get("hint_without_data") or synthetic_hint(cfg)
         raise ConfigError(f"{missing}\n{hint}") from None
 
@@ -173,7 +179,8 @@ def build_trainer(trainer_cfg: DictConfig, callbacks_cfg: DictConfig | None,
     if callbacks_cfg is not None and "progress_bar" in callbacks_cfg \
             and callbacks_cfg.progress_bar is None:
         kwargs.setdefault("enable_progress_bar", False)
-    return instantiate(trainer_cfg, callbacks=build_callbacks(callbacks_cfg), **kwargs)
+    return instantiate(trainer_arguments(trainer_cfg), callbacks=build_callbacks(callbacks_cfg),
+                       **kwargs)
 
 
 def build_plugins(trainer_cfg: DictConfig) -> list[Any]:

@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
 from fer_lightning.metrics import SCALAR_METRICS, plot_confusion_matrix
 from fer_lightning.progress import console_for
+from fer_lightning.trust import confine_best_record
 
 log = logging.getLogger(__name__)
 #: The logger of the per-epoch lines (train.log; the console too when no progress bar shows).
@@ -33,7 +34,9 @@ class BestCheckpoint(ModelCheckpoint):
     The resumed run's best files are linked into this run's folder first (see
     ``fer_lightning.resume.adopt_best_checkpoints``); Lightning itself forgets the scores
     when the folder changes, so the first epoch after a resume would count as the best even
-    if an earlier one was better.
+    if an earlier one was better. Files the record names outside this run's checkpoint
+    folder are dropped from it (``trust.confine_best_record``): Lightning deletes the
+    worst of them when a better epoch arrives.
     """
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -50,6 +53,8 @@ class BestCheckpoint(ModelCheckpoint):
                                             in state_dict.get("best_k_models", {}).items()},
                           **{key: moved(state_dict.get(key)) for key in
                              ("best_model_path", "kth_best_model_path", "last_model_path")}}
+        if new:
+            state_dict = confine_best_record(state_dict, new, self.mode)
         super().load_state_dict(state_dict)
 
 
@@ -85,8 +90,8 @@ class LastCheckpoint(ModelCheckpoint):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Another run's record (a run continued from its folder) says nothing about this one.
-        if state_dict.get("dirpath") == self.dirpath:
-            super().load_state_dict(state_dict)
+        if state_dict.get("dirpath") == self.dirpath and self.dirpath:
+            super().load_state_dict(confine_best_record(state_dict, self.dirpath, self.mode))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)

@@ -15,7 +15,9 @@ pipeline from the ``.ckpt`` file alone. :func:`load_checkpoint` is the one reade
 unpickles with ``torch.load(weights_only=True)``, which only rebuilds tensors and plain
 containers, so a crafted pickle cannot run code; it turns every way a file can be wrong
 (missing, truncated, foreign, from a newer format, unsafe) into a :class:`CheckpointError`
-naming the file.
+naming the file. Plain data can still ask for code through its stored config (a
+``_target_`` that Hydra would import and call), so the same reader also refuses any
+``_target_`` this package never builds (``fer_lightning.trust``) before anything is built.
 
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` cannot undo this: torch only lets it override
 ``weights_only`` when a call site leaves the argument unset, and every load here (and
@@ -35,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning import __version__
 from fer_lightning.errors import CheckpointError, ConfigError
+from fer_lightning.trust import check_stored
 
 #: Bumped when the layout of ``checkpoint["fer_lightning"]`` changes incompatibly.
 FORMAT_VERSION = 1
@@ -102,7 +105,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
         raise CheckpointError(_unpickling_message(path, error)) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(f"{path} is not a readable torch checkpoint (truncated or "
-                              f"corrupt?): {_first_line(error)}") from None
+                              f"corrupt?): {first_line(error)}") from None
     metadata(checkpoint, path)
     return checkpoint
 
@@ -115,16 +118,19 @@ def _unpickling_message(path: Path, error: Exception) -> str:
         return (f"{path} asks to rebuild objects other than tensors and plain data{what}; "
                 f"fer_lightning checkpoints never do, and unpickling such objects can run "
                 f"code, so the file was not loaded")
-    return f"{path} is not a readable torch checkpoint: {_first_line(error)}"
+    return f"{path} is not a readable torch checkpoint: {first_line(error)}"
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
+    """The first line of an error's message (its type name when it has none)."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
 
 
 def metadata(checkpoint: Any, path: str | Path = "checkpoint") -> dict[str, Any]:
-    """The validated ``checkpoint["fer_lightning"]`` entry (CheckpointError otherwise)."""
+    """The validated ``checkpoint["fer_lightning"]`` entry (CheckpointError otherwise;
+    UntrustedConfigError when anything in ``checkpoint`` asks to build a class this
+    package never builds, ``trust.check_stored``)."""
     meta = checkpoint.get(METADATA_KEY) if isinstance(checkpoint, dict) else None
     if not isinstance(meta, dict):
         if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
@@ -143,6 +149,7 @@ def metadata(checkpoint: Any, path: str | Path = "checkpoint") -> dict[str, Any]
     if not isinstance(meta.get("config"), dict) or not meta.get("class_names"):
         raise CheckpointError(f"{path} stores no run config or class names (saved by a "
                               f"module built outside build.build_module?)")
+    check_stored(checkpoint, path)
     return meta
 
 

@@ -6,7 +6,6 @@ checks cover values inside groups and combinations of groups.
 
 from __future__ import annotations
 
-import os
 import types
 import typing
 from collections.abc import Sequence
@@ -23,7 +22,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fer_lightning.build import build_net, net_class  # noqa: F401  (also importable here)
 from fer_lightning.checks import check_choice
+from fer_lightning.config_checks import data_problems, unknown_keys
 from fer_lightning.errors import ConfigError, error_line
+from fer_lightning.launch import available_cpus
 from fer_lightning.resolvers import (  # noqa: F401  (registers the resolvers; also importable here)
     INVALID_TASK_DIR,
     TASK_NAME,
@@ -166,8 +167,8 @@ def _check_against_signature(cfg: DictConfig, key: str, skip: tuple[str, ...] = 
     """Each scalar value of the node at ``key`` must have the type its ``_target_``'s
     signature declares (``optimizer.lr=abc`` names the key instead of failing in Adam)."""
     node = OmegaConf.select(cfg, key)
-    if not isinstance(node, DictConfig) or node.get("_target_") is None:  # scheduler=none
-        return
+    if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
+        return  # scheduler=none's `_target_: null`: get_class would log a stray error line
     try:
         hints = typing.get_type_hints(get_class(node._target_).__init__)
     except Exception:  # noqa: BLE001 - an unimportable target fails later with its own message
@@ -256,8 +257,14 @@ def _check_soft_labels(cfg: DictConfig) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value or combination that cannot run."""
+    net = net_class(cfg)  # first: the family's keys are what the key check compares with
+    unknown = unknown_keys(cfg)  # then: a misspelt key explains the errors it causes
+    if unknown:
+        raise ConfigError("\n".join(unknown))
     _check_values(cfg)
-    net = net_class(cfg)
+    problems = data_problems(cfg)
+    if problems:
+        raise ConfigError("\n".join(problems))
     if cfg.head.pool not in net.supported_heads:
         raise ConfigError(
             f"model={cfg.model.name} cannot honour head={cfg.head.name} "
@@ -269,14 +276,6 @@ def check_config(cfg: DictConfig) -> None:
                           f"set landmarks=none")
     _check_soft_labels(cfg)
     _check_net_builds(cfg)
-
-
-def available_cpus() -> int:
-    """CPU cores this process may run on (the job's share on a cluster node)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def _uses_gpu(trainer: DictConfig) -> bool:

@@ -44,6 +44,12 @@ class CheckpointError(ConfigError):
     prefix = "Checkpoint error"
 
 
+class UntrustedConfigError(CheckpointError):
+    """A checkpoint or ONNX file whose stored config asks to build something this package
+    never builds, holds an interpolation or an odd group option (``fer_lightning.trust``);
+    the message names the file, the key and the value."""
+
+
 class ExportError(ConfigError):
     """An export that failed or does not match PyTorch; the message says by how much."""
 

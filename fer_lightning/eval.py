@@ -148,6 +148,7 @@ def evaluation_config(cfg: DictConfig, checkpoint: Mapping[str, Any],
                 _delete(final, key)
             else:
                 OmegaConf.update(final, key, OmegaConf.select(cfg, key), force_add=True)
+        _follow_data_root(final, stored, keys)
         for key in ("task_name", "seed"):
             final[key] = cfg[key]
     OmegaConf.resolve(final)
@@ -166,6 +167,15 @@ def _keep_trained_inputs(final: DictConfig, stored: DictConfig, cfg: DictConfig,
             and "precropped" in final.landmarks:
         # Whether images are photos follows the new dataset (the group's interpolation).
         final.landmarks.precropped = OmegaConf.select(cfg, "landmarks.precropped")
+
+
+def _follow_data_root(final: DictConfig, stored: DictConfig, keys: Sequence[str]) -> None:
+    """``data.root=`` alone moves ``data.source.root`` too when the stored run had it
+    interpolated from ``data.root`` (stored configs are resolved, so the link is gone)."""
+    source = stored.data.get("source") or {}
+    if "data.root" in keys and "data.source.root" not in keys and "data" not in keys \
+            and source.get("root") == stored.data.get("root"):
+        final.data.source.root = final.data.root
 
 
 def _delete(config: DictConfig, key: str) -> None:

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from fer_lightning.checks import check_choice
 from fer_lightning.cli import run_command
+from fer_lightning.config import compose_config  # noqa: F401  (registers the resolvers of conf/, ${launch_dir:})
 from fer_lightning.errors import ConfigError, ExportError  # noqa: F401  (ExportError re-exported)
 from fer_lightning.handles import resolve_checkpoint
 from fer_lightning.inference.media import collect_inputs, load_image

@@ -23,8 +23,10 @@ BOOKKEEPING = (
     "optimized_metric", "hint_without_data", "hparams_search", "verbose",
     "callbacks.progress_bar", "callbacks.model_summary", "callbacks.confusion_matrix",
     "callbacks.last_checkpoint", "callbacks.evaluation_epoch", "callbacks.epoch_summary",
-    "data.num_workers", "landmarks.num_workers", "landmarks.chunk_size",
-    "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
+    "callbacks.cpu_time_projection",
+    "data.num_workers", "data.cache_dir", "data.on_device", "data.decode_cache",
+    "landmarks.num_workers", "landmarks.chunk_size", "trainer.enable_progress_bar",
+    "trainer.enable_model_summary", "trainer.log_every_n_steps",
 )
 
 #: Keys that may differ when a run is continued but that a report compares runs on.

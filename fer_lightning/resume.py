@@ -14,6 +14,7 @@ A run folder (``logs/<task_name>/runs/<time>`` or a multirun job folder) holds t
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -205,6 +206,23 @@ def adopt_best_checkpoints(source: Path, checkpoint_dir: Path) -> list[Path]:
     return adopted
 
 
+#: errno values of a write that failed for want of space (a full disk, a spent quota).
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_full(error: BaseException) -> OSError | None:
+    """The one error to raise for a checkpoint write that ran out of space (torch.save
+    wraps the OSError in RuntimeErrors, three chained tracebacks naming no file), or None
+    when ``error`` is something else."""
+    link: BaseException | None = error
+    while link is not None:
+        if isinstance(link, OSError) and link.errno in _NO_SPACE or \
+                "No space left on device" in str(link):
+            return link
+        link = link.__cause__ or link.__context__
+    return None
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temporary file beside it, flushes it to disk and renames
     it over the old one (``os.replace``), so a job killed mid-write leaves the previous
@@ -226,5 +244,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(partial, path)
+        except (OSError, RuntimeError) as error:
+            disk_full = _disk_full(error)
+            if disk_full is None:
+                raise
+            raise OSError(errno.ENOSPC, f"no space left on the device of {path.parent} while "
+                          f"writing checkpoint {path.name} ({disk_full}); the previous "
+                          f"{path.name}, if any, is kept whole. Free space there or point "
+                          f"paths.log_dir at another disk") from None
         finally:
             partial.unlink(missing_ok=True)

@@ -41,6 +41,8 @@ from fer_lightning.checkpoint import check_checkpoint_classes
 from fer_lightning.cli import run_command
 from fer_lightning.config import check_config, check_hardware
 from fer_lightning.errors import ConfigError
+from fer_lightning.launch import apply_thread_budget
+from fer_lightning.nets.pretrained import reconcile_classes
 from fer_lightning.results import (  # noqa: F401  (also importable from here)
     print_results,
     run_record,
@@ -55,6 +57,7 @@ from fer_lightning.resume import (
     source_run,
 )
 from fer_lightning.runlog import configure_run_logging, log_crash
+from fer_lightning.speed import SpeedSwitches, apply_speed_switches
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +131,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
 
     datamodule = build_datamodule_or_hint(cfg)
+    datamodule.check(fit=bool(cfg.train))  # the summary's problems, before any net is built
     class_names = datamodule.class_names
     if ckpt_path:
         check_checkpoint_classes(ckpt_path, class_names)  # safe load; same classes, same order
     net = build_net(cfg, len(class_names))
+    reconcile_classes(net, cfg.model.get("pretrained_path"), class_names)
     loss = build_loss(cfg.loss, datamodule.class_counts("train"))
-    model = build_module(cfg, net, loss, class_names)
+    model = apply_speed_switches(build_module(cfg, net, loss, class_names),
+                                 SpeedSwitches.from_trainer_config(cfg.trainer))
     loggers = build_loggers(cfg.get("logger"), verbose=bool(cfg.get("verbose")))
     trainer = build_trainer(cfg.trainer, cfg.get("callbacks"), logger=loggers or False,
                             plugins=build_plugins(cfg.trainer))
@@ -190,6 +196,13 @@ def remove_unused_run_dir(output_dir: Path, log_dir: Path) -> None:
         parent.rmdir()
 
 
+def train_sharing_cores(cfg: DictConfig) -> dict[str, Any]:
+    """``train`` with torch's threads set to ``FER_THREADS`` first, where set (this job's
+    share of a machine that runs several; fer_lightning.launch)."""
+    apply_thread_budget()
+    return train(cfg)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point of ``python -m fer_lightning``; a config or dataset error ends the
@@ -203,7 +216,8 @@ def main(cfg: DictConfig) -> float | None:
                               Path(cfg.paths.log_dir).resolve())
 
     try:
-        return run_command(lambda: optimized_value(cfg, train(cfg)), on_user_error=user_error)
+        return run_command(lambda: optimized_value(cfg, train_sharing_cores(cfg)),
+                           on_user_error=user_error)
     except (Exception, KeyboardInterrupt) as error:
         log_crash(error)  # train.log says why the run stopped; Hydra prints the traceback
         raise

@@ -3,8 +3,9 @@
 FER2013 (Kaggle): fer2013.csv ``emotion,pixels,Usage``; icml_face_data.csv
 ``emotion, Usage, pixels`` (leading spaces in the header); train.csv ``emotion,pixels`` +
 test.csv ``pixels``. FER+: fer2013new.csv ``Usage,Image name,<10 vote columns>`` aligned
-with fer2013.csv, and the folder release (FER2013Train/Valid/Test with a header-less
-label.csv of ``name,<10 votes>`` and 48x48 PNGs), as microsoft/FERPlus writes it.
+with fer2013.csv, and the folder release (FER2013Train/Valid/Test with 48x48 PNGs and a
+header-less label.csv of ``name,"(left, top, right, bottom)",<10 votes>``, 12 fields, e.g.
+``fer0000000.png,"(0, 0, 48, 48)",4,0,0,1,3,2,0,0,0,0``), as microsoft/FERPlus ships it.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def write_ferplus_csv(folder: Path, rows: FERRows, names: list[str],
 def write_ferplus_folders(folder: Path, rows: FERRows, names: list[str],
                           votes: list[list[int]]) -> Path:
     """The folder release as generate_training_data.py writes it: rows with an empty
-    name are left out; each folder gets its PNGs and a header-less label.csv."""
+    name are left out (so names are not contiguous); each folder gets its PNGs and a
+    header-less label.csv whose second field is the quoted face box of the whole image."""
     labels: dict[str, list[list[str]]] = {usage: [] for usage in FERPLUS_FOLDERS}
     for image, usage, name, vote in zip(rows.images, rows.usage, names, votes, strict=True):
         if not name:
@@ -111,7 +113,8 @@ def write_ferplus_folders(folder: Path, rows: FERRows, names: list[str],
         target = folder / FERPLUS_FOLDERS[usage]
         target.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(target / name, compress_level=0)
-        labels[usage].append([name, *map(str, vote)])
+        height, width = image.shape[:2]
+        labels[usage].append([name, f"(0, 0, {width}, {height})", *map(str, vote)])
     for usage, body in labels.items():
         _write(folder / FERPLUS_FOLDERS[usage] / "label.csv", None, body)
     return folder

@@ -112,3 +112,16 @@ def test_multirun_grid_writes_one_run_per_combination(tmp_path):
                    for override in OmegaConf.load(job.parent / ".hydra/overrides.yaml")
                    if override.startswith("head="))
     assert heads == ["head=fc", "head=gap"]
+
+
+@pytest.mark.parametrize("module, args", [
+    ("fer_lightning.predict", ["input=missing.png", "ckpt_path=missing.ckpt"]),
+    ("fer_lightning.export", ["ckpt_path=missing.ckpt"]),
+])
+def test_inference_commands_compose_their_config(module, args, tmp_path):
+    """predict and export resolve ${launch_dir:} (hydra.run.dir) and reach their own
+    one-line error about the missing file."""
+    result = run_cli(args, tmp_path, module=module, timeout=120)
+    assert result.returncode != 0
+    assert "UnsupportedInterpolationType" not in result.stderr
+    assert "missing" in result.stderr.strip().splitlines()[-1]

@@ -18,24 +18,26 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fer_lightning", "fer_lightning.errors", "fer_lightning.checks", "fer_lightning.keys",
      "fer_lightning.labels", "fer_lightning.slurm", "fer_lightning.runlog",
      "fer_lightning.provenance", "fer_lightning.losses", "fer_lightning.data.landmarks.schema",
-     "fer_lightning.conf", "fer_lightning.cli_help", "fer_lightning.handles",
+     "fer_lightning.trust", "fer_lightning.conf", "fer_lightning.launch",
+     "fer_lightning.speed", "fer_lightning.cli_help", "fer_lightning.handles",
      "fer_lightning.resolvers"),
     # data and nets (never each other), metrics, the checkpoint file format
     ("fer_lightning.data", "fer_lightning.nets", "fer_lightning.metrics",
      "fer_lightning.checkpoint", "fer_lightning.finetune"),
     # Lightning pieces
     ("fer_lightning.modules", "fer_lightning.callbacks", "fer_lightning.resume",
-     "fer_lightning.progress"),
+     "fer_lightning.budget", "fer_lightning.progress"),
     # config -> objects
-    ("fer_lightning.build", "fer_lightning.config", "fer_lightning.results",
-     "fer_lightning.input_spec"),
+    ("fer_lightning.build", "fer_lightning.config", "fer_lightning.config_checks",
+     "fer_lightning.results", "fer_lightning.input_spec"),
     # applying a trained net
     ("fer_lightning.inference", "fer_lightning.tta"),
     # the ablation report (reads run folders only)
     ("fer_lightning.report",),
     # commands
     ("fer_lightning.train", "fer_lightning.eval", "fer_lightning.predict",
-     "fer_lightning.export", "fer_lightning.cli", "fer_lightning.multirun",
+     "fer_lightning.export", "fer_lightning.convert", "fer_lightning.cli",
+     "fer_lightning.multirun",
      "fer_lightning.__main__"),
 )
 COMMAND_LAYER = len(LAYERS) - 1

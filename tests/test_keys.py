@@ -48,3 +48,11 @@ def test_report_bookkeeping_no_longer_refuses_a_resume():
     assert config_differences(base, {**other, "model": {"name": "b"}}) == [
         "model.name: 'a' there, 'b' here"]
     assert config_differences({"task_name": "a"}, {"task_name": "b"})  # still compared
+
+
+def test_a_run_from_before_the_cpu_time_projection_resumes():
+    """callbacks.cpu_time_projection only logs: a run whose config lacks it (or switched
+    it off) is continued, and it is never a report axis."""
+    here = {"callbacks": {"cpu_time_projection": {"warn_hours": 1.0}}, "model": {"name": "a"}}
+    assert config_differences({"model": {"name": "a"}}, here) == []
+    assert keys.is_bookkeeping("callbacks.cpu_time_projection.warn_hours")

@@ -28,3 +28,34 @@ def test_confusion_matrix_png(tmp_path):
     path = plot_confusion_matrix([[3, 1], [0, 2]], ["happy", "sad"], tmp_path / "cm.png", "t")
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[0] > 100
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_confusion_derived_metrics_equal_torchmetrics_on_random_inputs(seed):
+    """Random logits over several batches, some classes never a target or a prediction:
+    every number derived from the confusion matrix equals torchmetrics' own."""
+    from torchmetrics.classification import (
+        MulticlassAccuracy,
+        MulticlassConfusionMatrix,
+        MulticlassF1Score,
+    )
+
+    generator = torch.Generator().manual_seed(seed)
+    classes = 7
+    reference = {"acc": MulticlassAccuracy(classes, average="micro"),
+                 "mean_class_acc": MulticlassAccuracy(classes, average="macro"),
+                 "macro_f1": MulticlassF1Score(classes, average="macro"),
+                 "per_class_acc": MulticlassAccuracy(classes, average=None),
+                 "confusion": MulticlassConfusionMatrix(classes)}
+    metrics = classification_metrics(classes)
+    used = torch.randperm(classes, generator=generator)[: 3 + seed % 4]  # some classes unused
+    for _ in range(3):
+        target = used[torch.randint(len(used), (13,), generator=generator)]
+        logits = torch.randn(13, classes, generator=generator)
+        logits[:, used] += 1.0 + seed % 2  # predictions mostly among the used classes
+        metrics.update(logits, target)
+        for metric in reference.values():
+            metric.update(logits, target)
+    ours = metrics.compute()
+    for name, metric in reference.items():
+        assert torch.allclose(ours[name].float(), metric.compute().float(), atol=1e-6), name

@@ -246,3 +246,52 @@ def test_test_only_runs_need_the_same_network_not_the_same_data(make_cfg, tmp_pa
     with pytest.raises(ConfigError, match=r"trained another network \(.*head.name: 'fc' "
                                           r"there, 'gap' here.*fer_lightning.eval"):
         resolve_ckpt_path(make_cfg("head=gap", "train=false", f"ckpt_path={checkpoint}"))
+
+
+def losses(run: Path, key: str) -> dict[int, float]:
+    """{epoch or step: value} of ``key`` in a run's metrics.csv."""
+    by = "step" if key.endswith("_step") else "epoch"
+    return {int(float(row[by])): float(row[key]) for row in metrics_rows(run) if row.get(key)}
+
+
+def test_resume_at_an_epoch_boundary_reproduces_the_uninterrupted_run(make_cfg, tmp_path):
+    """2 epochs, then resumed to 4, give the 4-epoch run's per-epoch losses (epoch-seeded
+    batches; augmentation and dropout seeded per batch)."""
+    whole, first, second = tmp_path / "whole", tmp_path / "first", tmp_path / "second"
+    train(make_cfg("trainer.max_epochs=4", "test=false", output_dir=whole))
+    train(make_cfg("trainer.max_epochs=2", "test=false", output_dir=first))
+    train(make_cfg("trainer.max_epochs=4", "test=false", f"ckpt_path={first}",
+                   output_dir=second))
+    expected = losses(whole, "train/loss_epoch")
+    resumed = {**losses(first, "train/loss_epoch"), **losses(second, "train/loss_epoch")}
+    assert sorted(resumed) == [0, 1, 2, 3]
+    for epoch in range(4):
+        assert resumed[epoch] == pytest.approx(expected[epoch], abs=1e-6), epoch
+    for epoch, value in losses(second, "val/loss").items():
+        assert value == pytest.approx(losses(whole, "val/loss")[epoch], abs=1e-6)
+
+
+def test_resume_mid_epoch_continues_with_the_batches_the_epoch_had_left(
+        make_cfg, tmp_path, monkeypatch):
+    """SIGTERM at step 3 of a 4-step epoch; the resumed run's steps 3..7 have the losses
+    of the uninterrupted run's."""
+
+    class SigtermAtStep3(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    overrides = ("trainer.max_epochs=2", "trainer.log_every_n_steps=1", "test=false")
+    whole, run = tmp_path / "whole", tmp_path / "run"
+    train(make_cfg(*overrides, output_dir=whole))
+    build = build_module.build_callbacks
+    monkeypatch.setattr(build_module, "build_callbacks",
+                        lambda cfg: [*build(cfg), SigtermAtStep3()])
+    with pytest.raises(SystemExit):
+        train(make_cfg(*overrides, output_dir=run))
+    monkeypatch.setattr(build_module, "build_callbacks", build)
+    train(make_cfg(*overrides, output_dir=run))
+    expected, resumed = losses(whole, "train/loss_step"), losses(run, "train/loss_step")
+    assert sorted(resumed)[-5:] == [3, 4, 5, 6, 7]
+    for step in range(3, 8):
+        assert resumed[step] == pytest.approx(expected[step], abs=1e-6), step

@@ -251,3 +251,88 @@ def test_paths_leaving_the_folder_are_refused(tmp_path, name):
 def test_paths_inside_the_folder_are_kept(tmp_path):
     assert io.under_root(tmp_path, "1/a.jpg") == tmp_path / "1/a.jpg"
     assert io.under_root(tmp_path, "a/../b.jpg") == tmp_path / "b.jpg"
+
+
+# -- classes training never sees; training and the summary stop on the same lines --------
+
+
+def test_class_folders_differing_only_in_case_are_a_problem(tmp_path):
+    write_imagefolder(tmp_path, {"happy": 4, "sad": 4}, split="train")
+    write_imagefolder(tmp_path, {"Happy": 2, "sad": 2}, split="val")
+    assert problems_of(ImageFolder(tmp_path)) == [
+        "class folders train/happy, val/Happy differ only in case, so they are 2 classes; "
+        "rename them to one spelling"]
+
+
+def test_a_val_or_test_class_that_train_lacks_is_a_problem(tmp_path):
+    write_imagefolder(tmp_path, {"happy": 4, "sad": 4}, split="train")
+    write_imagefolder(tmp_path, {"happy": 2, "sad": 2, "fear": 2}, split="test")
+    assert problems_of(ImageFolder(tmp_path, val_fraction=0.5)) == [
+        "class folder(s) test/fear of split 'test' have no counterpart in train/: a class "
+        "without training samples cannot be learned; add its training images or remove it"]
+
+
+def summary_exit_line(capsys, *overrides: str) -> str:
+    """What ``python -m fer_lightning.data summary`` prints for a dataset training
+    refuses: its problem lines, or the one-line error it exits with."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        assert summary_main(*overrides) == 1
+    except SystemExit as stop:
+        return str(stop)
+    return capsys.readouterr().out
+
+
+def rewrite_label_csv(root, old: str, new: str) -> None:
+    label_csv = root / "FER2013Valid" / "label.csv"
+    label_csv.write_text(label_csv.read_text().replace(old, new, 1))
+
+
+@pytest.mark.parametrize("case", ["one_class", "case", "bad_label_csv", "no_usage"])
+def test_training_and_summary_stop_on_the_same_dataset_error(make_cfg, tmp_path, capsys, case):
+    from fixtures_fer import ferplus_names, write_ferplus_folders
+
+    root = tmp_path / "data"
+    if case == "one_class":
+        write_imagefolder(root, {"happy": 6})
+        overrides = ["data=imagefolder", "data.source.split_fractions=[0.5,0.25,0.25]"]
+        expected = "1 class (happy); a classifier needs at least two"
+    elif case == "case":
+        write_imagefolder(root, {"happy": 4, "sad": 4}, split="train")
+        write_imagefolder(root, {"Happy": 2, "sad": 2}, split="val")
+        overrides = ["data=imagefolder"]
+        expected = "differ only in case"
+    elif case == "bad_label_csv":
+        rows = make_rows()
+        votes = [[10, 0, 0, 0, 0, 0, 0, 0, 0, 0]] * len(rows.labels)
+        write_ferplus_folders(root, rows, ferplus_names(rows.usage), votes)
+        rewrite_label_csv(root, ',"(0, 0, 48, 48)"', "")
+        overrides = ["data=ferplus"]
+        expected = "FER2013Valid/label.csv, line 1: 11 fields; expected 12"
+    else:
+        write_fer2013_csv(root, make_rows())
+        (root / "fer2013.csv").write_text((root / "fer2013.csv").read_text()
+                                          .replace("emotion,pixels,Usage", "emotion,pixels,Use", 1))
+        overrides = ["data=fer2013"]
+        expected = "Usage"
+    overrides = [*overrides, f"data.root={root}"]
+    printed = summary_exit_line(capsys, *overrides)
+    with pytest.raises(DatasetError) as error:
+        train(make_cfg(*overrides, *FAST, tiny=False))
+    message = str(error.value)
+    assert expected in message and expected in printed
+    lines = [line.strip(" -") for line in message.splitlines()]
+    assert lines[-1] in printed  # the same problem line, word for word
+    assert "Epoch" not in capsys.readouterr().out
+
+
+def test_only_each_nodes_first_process_checks_the_image_files(tmp_path, monkeypatch):
+    write_rafdb(tmp_path, [1, 2, 3, 4, 5, 6, 7] * 2, [1, 2])
+    (tmp_path / "Image/aligned/train_00003_aligned.jpg").write_bytes(b"")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP worker: rank 0 reads the headers
+    FERDataModule(RafDB(tmp_path, val_fraction=0.5)).check(fit=True)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(DatasetError, match="train_00003_aligned.jpg .*is empty"):
+        FERDataModule(RafDB(tmp_path, val_fraction=0.5)).check(fit=True)

@@ -24,6 +24,7 @@ from fixtures_fer import (
 )
 
 from fer_lightning.data.datamodule import FERDataModule
+from fer_lightning.data.sources.base import DatasetError
 from fer_lightning.data.sources.ferplus import (
     EMPTY_NAME,
     NO_MAJORITY,
@@ -32,6 +33,7 @@ from fer_lightning.data.sources.ferplus import (
     FERPlusSource,
     votes_to_distribution,
 )
+from fer_lightning.data.sources.validate import image_problems
 from fer_lightning.data.summary import render, summarize
 from fer_lightning.losses import SoftTargetCrossEntropy
 from fer_lightning.train import train
@@ -295,8 +297,88 @@ def test_folder_release_bad_files(tmp_path):
         source.load("test", 0)
     label_csv = tmp_path / "FER2013Valid" / "label.csv"
     label_csv.write_text(label_csv.read_text().replace(",0,0\n", "\n", 1))
-    with pytest.raises(ValueError, match="FER2013Valid/label.csv, line 1: 9 fields; expected 11"):
+    with pytest.raises(ValueError, match="FER2013Valid/label.csv, line 1: 10 fields; expected "
+                                         "12 \\(image name, face box"):
         FERPlusSource(tmp_path).split_info("val")
+
+
+# Rows verbatim from microsoft/FERPlus data/FER2013Valid/label.csv (names not contiguous
+# once rows without a name are left out): name, quoted box, 10 votes.
+RELEASE_ROWS = ('fer0028638.png,"(0, 0, 48, 48)",4,0,0,0,1,0,0,4,1,0\n'
+                'fer0028641.png,"(0, 0, 48, 48)",5,5,0,0,0,0,0,0,0,0\n'
+                'fer0028642.png,"(0, 0, 48, 48)",0,10,0,0,0,0,0,0,0,0\n'
+                'fer0028645.png,"(0, 0, 48, 48)",10,0,0,0,0,0,0,0,0,0\n')
+
+
+def release_copy(root, label_text: str = RELEASE_ROWS, size: int = 48):
+    """A folder release whose three label.csv files hold ``label_text`` as shipped, with
+    a ``size`` x ``size`` grey PNG (pixel value = row number) for every listed name."""
+    from PIL import Image
+
+    for folder in ("FER2013Train", "FER2013Valid", "FER2013Test"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "label.csv").write_text(label_text)
+        for row, line in enumerate(RELEASE_ROWS.splitlines()):
+            image = np.full((size, size), 10 * row, np.uint8)
+            Image.fromarray(image).save(root / folder / line.split(",")[0])
+    return root
+
+
+def test_folder_release_read_as_shipped(tmp_path):
+    source = FERPlusSource(release_copy(tmp_path))
+    assert source.layout == "folders"
+    info = source.split_info("val")
+    assert info.labels.tolist() == [1, 0]  # 10 happiness votes; 10 neutral votes
+    assert info.skipped == {NO_MAJORITY: 2}  # 4-4 and 5-5 ties
+    sample = source.load("val", 0)
+    assert sample.image.shape == (48, 48) and int(sample.image[0, 0]) == 20
+    listed = source.image_files("val")
+    assert [image.path.name for image in listed] == ["fer0028642.png", "fer0028645.png"]
+    assert listed[0].box == (0, 0, 48, 48) and "label.csv, line 3" in listed[0].where
+
+
+def test_folder_release_header_line_is_passed_over(tmp_path):
+    header = 'Image name,Face box,neutral,happiness,surprise,sadness,anger,disgust,fear,' \
+             'contempt,unknown,NF\n'
+    source = FERPlusSource(release_copy(tmp_path, header + RELEASE_ROWS))
+    assert source.split_info("train").labels.tolist() == [1, 0]
+    assert "line 4" in source.image_files("train")[0].where
+
+
+def test_folder_release_box_cropped_and_checked_against_the_image(tmp_path):
+    rows = RELEASE_ROWS.replace('fer0028642.png,"(0, 0, 48, 48)"',
+                                'fer0028642.png,"(8, 4, 40, 44)"')
+    source = FERPlusSource(release_copy(tmp_path, rows))
+    assert source.load("val", 0).image.shape == (40, 32)
+    assert source.image_files("val")[0].box == (8, 4, 32, 40)
+    resized = tmp_path / "resized"
+    source = FERPlusSource(release_copy(resized, size=40))
+    problems = image_problems(source, ["val"])
+    assert len(problems) == 2 and "label.csv, line 3): face box (left, top, right, bottom) " \
+        "= (0, 0, 48, 48) does not lie inside the 40x40 image" in problems[0]
+    with pytest.raises(DatasetError, match=r"fer0028642.png \(listed in .*label.csv, line 3\): "
+                                           r"face box .* does not lie inside the 40x40 image"):
+        source.load("val", 0)
+
+
+@pytest.mark.parametrize("box, message", [
+    ("0, 0, 48, 48", "face box '0, 0, 48, 48'; expected four integers"),
+    ("(0, 0, 48)", "face box '\\(0, 0, 48\\)'; expected four integers"),
+    ("(0, 0, a, 48)", "face box .* expected four integers"),
+    ("(10, 0, 10, 48)", "face box '\\(10, 0, 10, 48\\)' is empty or negative"),
+    ("(-1, 0, 48, 48)", "face box .* is empty or negative"),
+])
+def test_folder_release_bad_box_names_file_and_line(tmp_path, box, message):
+    rows = RELEASE_ROWS.replace('fer0028641.png,"(0, 0, 48, 48)"', f'fer0028641.png,"{box}"')
+    with pytest.raises(ValueError, match=rf"FER2013Train/label.csv, line 2: {message}"):
+        FERPlusSource(release_copy(tmp_path, rows)).split_info("train")
+
+
+def test_folder_release_without_the_box_field_is_refused(tmp_path):
+    rows = "".join(line.replace(',"(0, 0, 48, 48)"', "") + "\n"
+                   for line in RELEASE_ROWS.splitlines())
+    with pytest.raises(ValueError, match=r"label.csv, line 1: 11 fields; expected 12"):
+        FERPlusSource(release_copy(tmp_path, rows)).split_info("train")
 
 
 # -- the soft-target loss ----------------------------------------------------------------
@@ -455,8 +537,9 @@ def test_folder_release_names_leaving_the_folder_are_skipped_and_counted(tmp_pat
     rows, names, votes = ferplus_fixture()
     write_ferplus_folders(tmp_path, rows, names, votes)
     label_csv = tmp_path / "FER2013Test" / "label.csv"
-    label_csv.write_text(label_csv.read_text() + "../FER2013Train/fer0000000.png,"
-                         "0,0,10,0,0,0,0,0,0,0\n._fer.png,0,0,10,0,0,0,0,0,0,0\n")
+    box = '"(0, 0, 48, 48)"'
+    label_csv.write_text(label_csv.read_text() + f"../FER2013Train/fer0000000.png,{box},"
+                         f"0,0,10,0,0,0,0,0,0,0\n._fer.png,{box},0,0,10,0,0,0,0,0,0,0\n")
     info = FERPlusSource(tmp_path).split_info("test")
     assert info.labels.tolist() == [3]
     assert info.skipped == {"path_outside_root": 1, "macos_resource_file": 1}

@@ -227,6 +227,21 @@ def test_label_rows_naming_paths_outside_the_root_are_skipped_and_never_read(tmp
         in caplog.text
 
 
+def test_names_are_normalised_before_the_prefix_and_duplicate_checks(tmp_path):
+    root = tmp_path / "raf"
+    label_file = write_rafdb(root, TRAIN, TEST)
+    lines = label_file.read_text().splitlines()
+    label_file.write_text("\n".join([*lines, "test_/../train_00001.jpg 1"]) + "\n")
+    with pytest.raises(ValueError, match=r"list_patition_label.txt:29: image name "
+                                         r"'test_/../train_00001.jpg' is 'train_00001.jpg' "
+                                         r"once .* resolved, so its prefix says 'test_'"):
+        RafDB(root, val_split="test")
+    label_file.write_text("\n".join([*lines, "train_x/.//../train_00001.jpg 1"]) + "\n")
+    with pytest.raises(ValueError, match=r":29: train_00001.jpg is listed twice \(first at "
+                                         r"line 1\)"):
+        RafDB(root, val_split="test")
+
+
 def resplit(root, **options) -> RafDB:
     return RafDB(root, split="resplit", val_split="test", **options)
 

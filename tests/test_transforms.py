@@ -6,7 +6,7 @@ import torch
 
 from fer_lightning.data.encodings import draw_overlay
 from fer_lightning.data.landmarks.config import LandmarksConfig
-from fer_lightning.data.landmarks.schema import FLIP_PERMUTATION, GROUPS
+from fer_lightning.data.landmarks.schema import FLIP_PERMUTATION, GROUPS, flip_permutation_for
 from fer_lightning.data.transforms import BatchTransform, LandmarkAugment, hflip_with_landmarks
 
 
@@ -166,3 +166,83 @@ def test_normalisation_per_channel_and_a_clear_error_for_the_wrong_count():
     assert out[0, :, 0, 0].tolist() == [0.0, 0.5, 2.0]
     with pytest.raises(ValueError, match="2 values for 3-channel images"):
         BatchTransform(mean=[0.5, 0.5])({"image": image.clone()}, training=False)
+
+
+def test_augment_parameters_follow_the_kornia_random_affine_distributions():
+    """The batched draw replaced kornia's RandomAffine: angle, scale and shift must have
+    its distributions (two-sample Kolmogorov-Smirnov distance on 20 K draws each)."""
+    from kornia.augmentation.random_generator import AffineGenerator
+
+    n, rotate, scale, translate = 20_000, 10.0, (0.9, 1.1), 0.05
+    torch.manual_seed(0)
+    ours = LandmarkAugment(hflip=0.5, rotate=rotate, scale=scale, translate=translate).draw(n)
+    theirs = AffineGenerator(rotate, (translate, translate), scale)((n, 1, 40, 40))
+
+    def ks(a: torch.Tensor, b: torch.Tensor) -> float:
+        grid = torch.cat([a, b]).sort().values
+        cdf = lambda x: torch.searchsorted(x.sort().values, grid, right=True) / len(x)  # noqa: E731
+        return float((cdf(a) - cdf(b)).abs().max())
+
+    assert ks(ours["angle"], theirs["angle"]) < 0.02
+    assert ks(ours["scale"], theirs["scale"][:, 0]) < 0.02
+    assert ks(ours["shift"][:, 0] * 40, theirs["translations"][:, 0]) < 0.02
+    assert ks(ours["shift"][:, 1] * 40, theirs["translations"][:, 1]) < 0.02
+    assert abs(ours["flip"].float().mean() - 0.5) < 0.02
+    assert ours["angle"].abs().max() <= rotate and ours["shift"].abs().max() <= translate
+    assert scale[0] <= ours["scale"].min() and ours["scale"].max() <= scale[1]
+
+
+def test_warp_samples_where_the_matrices_say_and_points_follow():
+    """A linear ramp is reproduced exactly by bilinear sampling, so every output pixel
+    must hold the ramp at its pre-image, and every moved point must read the value its
+    source point had: points stay on the pixels they marked, under flip too."""
+    size = 32
+    augment = LandmarkAugment(hflip=0.5, rotate=25.0, scale=(0.8, 1.2), translate=0.1)
+    params = augment.draw(8, generator=torch.Generator().manual_seed(3))
+    params["flip"][:4] = torch.tensor([True, False, True, False])
+    centres = (torch.arange(size) + 0.5) / size
+    ramp = lambda x, y: 0.3 * x + 0.6 * y  # noqa: E731  (x, y in [0, 1])
+    image = ramp(centres[None, :], centres[:, None]).expand(8, 1, size, size)
+    points = torch.rand(8, 5, 2, generator=torch.Generator().manual_seed(4)) * 0.4 + 0.3
+    out, moved, _ = augment(image.clone(), points, params=params)
+    perm = torch.as_tensor(flip_permutation_for(5))
+    expected_source = torch.where(params["flip"][:, None, None], points[:, perm], points)
+    # read the warped image at each moved point (bilinear on pixel centres)
+    grid = (moved * 2 - 1)[:, :, None]
+    read = torch.nn.functional.grid_sample(out, grid, align_corners=False)[:, 0, :, 0]
+    inside = ((moved > 0.1) & (moved < 0.9)).all(-1)
+    assert inside.sum() > 20
+    want = ramp(expected_source[..., 0], expected_source[..., 1])
+    assert torch.allclose(read[inside], want[inside], atol=1e-4)
+
+
+def test_pure_flip_is_the_exact_mirror_with_relabelled_points():
+    augment = LandmarkAugment(hflip=1.0, rotate=0.0, scale=(1.0, 1.0), translate=0.0)
+    image, landmarks = torch.rand(2, 1, 8, 8), random_landmarks()
+    out, moved, _ = augment(image, landmarks)
+    mirror, mirrored = hflip_with_landmarks(image, landmarks, torch.tensor([True, True]))
+    assert torch.allclose(out, mirror, atol=1e-6)
+    assert torch.allclose(moved, mirrored, atol=1e-6)
+
+
+def test_integer_shift_moves_a_marked_pixel_by_whole_pixels():
+    augment = LandmarkAugment(hflip=0.0, rotate=0.0, scale=(1.0, 1.0), translate=0.0)
+    image = torch.zeros(1, 1, 16, 16)
+    image[0, 0, 5, 7] = 1.0
+    point = torch.tensor([[[7.5 / 16, 5.5 / 16]]])
+    params = {"flip": torch.tensor([False]), "angle": torch.zeros(1),
+              "scale": torch.ones(1), "shift": torch.tensor([[3 / 16, -2 / 16]])}
+    out, moved, _ = augment(image, point, params=params)
+    assert out[0, 0, 3, 10] == pytest.approx(1.0) and out.sum() == pytest.approx(1.0)
+    assert torch.allclose(moved * 16, torch.tensor([[[10.5, 3.5]]]))
+
+
+def test_bad_scale_range_is_refused():
+    with pytest.raises(ValueError, match="data.augment.scale"):
+        LandmarkAugment(scale=(1.1, 0.9))
+
+
+def test_uint8_batches_become_unit_floats():
+    batch = {"image": torch.full((1, 1, 2, 2), 255, dtype=torch.uint8)}
+    out = BatchTransform(mean=0.5, std=0.5)(batch, training=False)["image"]
+    assert out.dtype == torch.float32 and torch.equal(out, torch.ones(1, 1, 2, 2))

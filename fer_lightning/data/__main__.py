@@ -23,13 +23,13 @@ from pathlib import Path
 
 from hydra.errors import InstantiationException
 
-from fer_lightning.build import build_datamodule
+from fer_lightning.build import build_datamodule_or_hint
 from fer_lightning.config import compose_config
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.preview import write_preview
+from fer_lightning.data.sources.validate import user_error
 from fer_lightning.data.summary import render, summarize
-from fer_lightning.errors import FerError
 
 COMMANDS = ("preview", "summary")
 OPTIONS = {"out": "preview.png", "split": "train", "per_class": "8", "format": "text"}
@@ -84,7 +84,7 @@ def parse(argv: Sequence[str]) -> tuple[str, dict[str, str], list[str]]:
 
 def datamodule_from_overrides(overrides: list[str]) -> FERDataModule:
     """The FERDataModule that ``python -m fer_lightning <overrides>`` would train on."""
-    return build_datamodule(compose_config(overrides, Path.cwd()))
+    return build_datamodule_or_hint(compose_config(overrides, Path.cwd()))
 
 
 def print_summary(overrides: list[str], fmt: str, images: str | None = None) -> int:
@@ -93,9 +93,10 @@ def print_summary(overrides: list[str], fmt: str, images: str | None = None) -> 
     try:
         summary = summarize(datamodule_from_overrides(overrides), images=images)
     except (OSError, ValueError, InstantiationException) as error:
-        cause = error.__cause__ or error  # Hydra wraps constructor errors
-        prefix = cause.prefix if isinstance(cause, FerError) else "error"
-        raise SystemExit(f"{prefix}: {cause}") from None
+        known = user_error(error)  # the line training stops on
+        if known is None:
+            raise
+        raise SystemExit(known.line()) from None
     print(render(summary, fmt))
     return 1 if summary.get("problems") else 0
 

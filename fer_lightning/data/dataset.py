@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
+from fer_lightning.data.decode_cache import to_training_pixels
 from fer_lightning.data.landmarks.cache import LandmarkArrays
 from fer_lightning.data.landmarks.face_crop import apply_crop
 from fer_lightning.data.sources.base import RawSample, Source
@@ -21,17 +21,10 @@ from fer_lightning.data.sources.base import RawSample, Source
 def image_to_tensor(image: np.ndarray, size: int, channels: int) -> torch.Tensor:
     """uint8 (H, W) or (H, W, 3) -> float (channels, size, size) in [0, 1].
 
-    Grey is replicated to 3 channels and colour is converted to luminance as needed;
-    images of another size are resized with bilinear filtering.
+    The pixels are ``decode_cache.to_training_pixels`` (channel conversion, bilinear
+    resize) divided by 255, the same values the batched path makes on the device.
     """
-    if image.dtype != np.uint8 or image.ndim not in (2, 3):
-        raise ValueError(f"a source returned an image of dtype {image.dtype} and shape "
-                         f"{image.shape}; expected uint8 (H, W) or (H, W, 3)")
-    pil = Image.fromarray(image)
-    pil = pil.convert("L" if channels == 1 else "RGB")
-    if pil.size != (size, size):
-        pil = pil.resize((size, size), Image.BILINEAR)
-    array = np.asarray(pil, dtype=np.float32) / 255.0
+    array = to_training_pixels(image, size, channels).astype(np.float32) / 255.0
     tensor = torch.from_numpy(array)
     return tensor[None] if channels == 1 else tensor.permute(2, 0, 1).contiguous()
 
@@ -100,3 +93,36 @@ class FERDataset(Dataset):
             "face_box": torch.zeros(4),
             "face_box_valid": torch.tensor(False),
         }
+
+    def fields(self, decoded: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """Every field of the kept samples but the image, stacked: what ``__getitem__``
+        returns, for all samples at once. ``decoded`` holds the source's own per-sample
+        arrays by source index (``decode_cache.decode_rows``: ``target``, ground-truth
+        ``landmarks`` and ``landmarks_valid``)."""
+        rows = self.indices
+        out = {"label": torch.as_tensor(self.labels, dtype=torch.long),
+               "index": torch.as_tensor(rows, dtype=torch.long)}
+        if "target" in decoded:
+            out["target"] = torch.as_tensor(np.asarray(decoded["target"][rows], np.float32))
+        if not self.with_landmarks:
+            return out
+        if self.cached is not None:
+            face_box = self.cached.face_box[rows] if self.cached.face_box is not None \
+                else np.full((len(rows), 4), np.nan, np.float32)
+            valid = np.asarray(self.cached.valid[rows], bool)
+            has_box = valid & np.isfinite(face_box).all(axis=1)
+            out.update(landmarks=torch.as_tensor(np.asarray(self.cached.points[rows], np.float32)),
+                       landmarks_valid=torch.as_tensor(valid),
+                       face_box=torch.as_tensor(np.nan_to_num(face_box).astype(np.float32)),
+                       face_box_valid=torch.as_tensor(has_box))
+            return out
+        if "landmarks" not in decoded:
+            raise ValueError(
+                f"landmarks=groundtruth needs a dataset that ships landmarks, but "
+                f"{type(self.source).__name__} split {self.split!r} has none")
+        out.update(landmarks=torch.as_tensor(np.asarray(decoded["landmarks"][rows], np.float32)),
+                   landmarks_valid=torch.as_tensor(np.asarray(decoded["landmarks_valid"][rows],
+                                                              bool)),
+                   face_box=torch.zeros(len(rows), 4), face_box_valid=torch.zeros(len(rows),
+                                                                                  dtype=torch.bool))
+        return out

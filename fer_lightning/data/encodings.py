@@ -10,7 +10,8 @@
   MS-FPN emotion-region detector (Zhang et al., Sec. 3.1), batch keys ``regions``
   (B, 5, 4) xyxy in pixels and ``regions_valid`` (B,).
 
-All of them are vectorised over the batch, so they run on the GPU as well as the CPU.
+All of them are vectorised over the batch, so they run on the GPU as well as the CPU,
+without boolean-mask indexing (which waits for the device to count the kept items).
 Their option values and defaults live in ``LandmarksConfig`` (docs/landmarks.md).
 """
 
@@ -86,10 +87,14 @@ def draw_overlay(image: torch.Tensor, landmarks: torch.Tensor, valid: torch.Tens
     y = (points[..., 1] * height).floor().long()
     inside = (x >= 0) & (x < width) & (y >= 0) & (y < height) & valid[:, None]
     sample = torch.arange(batch, device=image.device)[:, None].expand_as(x)
-    flat_index = (sample * height + y) * width + x
-    canvas = image.permute(1, 0, 2, 3).reshape(channels, -1).clone()
-    canvas[:, flat_index[inside]] = value
-    return canvas.reshape(channels, batch, height, width).permute(1, 0, 2, 3).contiguous()
+    pixels = batch * height * width
+    # points outside go to one spare column instead of a boolean mask (a host sync)
+    flat_index = torch.where(inside, (sample * height + y) * width + x, pixels)
+    canvas = torch.cat([image.permute(1, 0, 2, 3).reshape(channels, -1),
+                        image.new_zeros(channels, 1)], 1)
+    canvas[:, flat_index.flatten()] = value
+    return canvas[:, :pixels].reshape(channels, batch, height, width).permute(1, 0, 2, 3) \
+        .contiguous()
 
 
 def draw_heatmap(landmarks: torch.Tensor, valid: torch.Tensor, height: int, width: int,
@@ -121,10 +126,13 @@ def draw_heatmap(landmarks: torch.Tensor, valid: torch.Tensor, height: int, widt
     inside = (pixel_x >= 0) & (pixel_x < width) & (pixel_y >= 0) & (pixel_y < height)
     inside = inside & valid[:, None, None, None]
     sample = torch.arange(points.shape[0], device=points.device)[:, None, None, None]
-    flat_index = ((sample * height + pixel_y) * width + pixel_x)[inside]
-    heatmap = points.new_zeros(points.shape[0] * height * width)
-    heatmap.scatter_reduce_(0, flat_index, values[inside].to(heatmap.dtype), reduce="amax")
-    return heatmap.view(points.shape[0], 1, height, width)
+    pixels = points.shape[0] * height * width
+    # window pixels outside go to one spare slot instead of a boolean mask (a host sync)
+    flat_index = torch.where(inside, (sample * height + pixel_y) * width + pixel_x, pixels)
+    heatmap = points.new_zeros(pixels + 1)
+    heatmap.scatter_reduce_(0, flat_index.flatten(), values.to(heatmap.dtype).flatten(),
+                            reduce="amax")
+    return heatmap[:pixels].view(points.shape[0], 1, height, width)
 
 
 def landmark_coords(landmarks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

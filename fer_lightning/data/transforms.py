@@ -1,11 +1,12 @@
 """Batched, landmark-aware augmentation and the per-batch input pipeline.
 
 Runs on whole batches after they reach the device (``on_after_batch_transfer``), so the
-same code serves CPU workers and GPUs. Geometric augmentation moves the landmarks and
-the detector's face box with the pixels (kornia), and a horizontal flip also permutes
-left/right landmark indices. Encodings are rendered after augmentation so drawn points
-stay on the face; ``landmarks.draw_before_augment`` draws the overlay on the raw image
-instead and augments it with the pixels.
+same code serves CPU workers and GPUs. Geometric augmentation is one affine map per
+sample (one ``grid_sample`` for the batch) that moves the landmarks and the detector's
+face box with the pixels; a horizontal flip also permutes left/right landmark indices.
+Encodings are rendered after augmentation so drawn points stay on the face;
+``landmarks.draw_before_augment`` draws the overlay on the raw image instead and
+augments it with the pixels.
 
 Without a DataModule (inference), build the same transform from a run's config::
 
@@ -18,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import kornia.augmentation as K
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fer_lightning.checks import check_choice
@@ -48,12 +49,6 @@ def hflip_with_landmarks(image: torch.Tensor, landmarks: torch.Tensor | None,
     return image, torch.where(flip[:, None, None], mirrored, landmarks)
 
 
-def hflip_boxes(boxes: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Mirror (B, 4) xyxy boxes in [0, 1] where ``flip`` (B,) is True."""
-    mirrored = torch.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], 1)
-    return torch.where(flip[:, None], mirrored, boxes)
-
-
 def box_corners(boxes: torch.Tensor) -> torch.Tensor:
     """(B, 4) xyxy -> (B, 4, 2) corner points."""
     x0, y0, x1, y1 = boxes.unbind(-1)
@@ -66,13 +61,93 @@ def corners_to_boxes(corners: torch.Tensor) -> torch.Tensor:
     return torch.cat([corners.amin(1), corners.amax(1)], -1)
 
 
+def draw_augment_parameters(batch: int, hflip: float, rotate: float,
+                            scale: Sequence[float], translate: float,
+                            device: torch.device | str = "cpu",
+                            generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """One random draw per sample, on ``device`` without a host round trip.
+
+    ``flip`` (B,) bool with probability ``hflip``; ``angle`` (B,) degrees uniform in
+    [-rotate, rotate]; ``scale`` (B,) uniform in ``scale`` (isotropic); ``shift`` (B, 2)
+    uniform in [-translate, translate] as a fraction of the width / height. These are the
+    distributions of kornia's ``RandomAffine(degrees, translate, scale)`` that this
+    module replaced, plus an independent flip.
+    """
+    uniform = torch.rand(batch, 5, device=device, generator=generator)
+    low, high = float(scale[0]), float(scale[1])
+    return {"flip": uniform[:, 0] < hflip,
+            "angle": (2 * uniform[:, 1] - 1) * rotate,
+            "scale": low + (high - low) * uniform[:, 2],
+            "shift": (2 * uniform[:, 3:5] - 1) * translate}
+
+
+def affine_matrices(params: Mapping[str, torch.Tensor], height: int, width: int
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(forward, inverse) (B, 3, 3) maps of continuous pixel coordinates (pixel ``i``
+    spans [i, i + 1)): flip about the vertical axis, then rotate by ``angle`` and scale
+    about the image centre, then shift. ``forward`` moves points, ``inverse`` says where
+    each output pixel samples the input. Both are built in closed form, so nothing is
+    inverted (``torch.linalg.inv`` checks for singular matrices with a host sync)."""
+    angle = torch.deg2rad(params["angle"])
+    cos, sin, scale = torch.cos(angle), torch.sin(angle), params["scale"]
+    sign = 1.0 - 2.0 * params["flip"].to(angle.dtype)  # -1: mirrored
+    size = torch.tensor([width, height], dtype=angle.dtype, device=angle.device)
+    centre = size / 2
+    target = centre + params["shift"] * size
+    # forward: p' = R S (F p - c) + c + shift, with F p = (sign * (x - c_x) + c_x, y)
+    linear = torch.stack([torch.stack([cos * sign, sin], -1),
+                          torch.stack([-sin * sign, cos], -1)], -2) * scale[:, None, None]
+    forward = _homogeneous(linear, target - (linear @ centre))
+    # inverse: p = F (R^T (p' - target) / s) + c; F is its own inverse
+    inverse_linear = torch.stack([torch.stack([cos * sign, -sin * sign], -1),
+                                  torch.stack([sin, cos], -1)], -2) / scale[:, None, None]
+    inverse = _homogeneous(inverse_linear, centre - (inverse_linear @ target[..., None])[..., 0])
+    return forward, inverse
+
+
+def _homogeneous(linear: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 2) linear part and (B, 2) offset -> (B, 3, 3) affine matrix."""
+    top = torch.cat([linear, offset[..., None]], -1)
+    bottom = top.new_tensor([0.0, 0.0, 1.0]).expand(top.shape[0], 1, 3)
+    return torch.cat([top, bottom], 1)
+
+
+def warp_images(image: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """Resample (B, C, H, W) ``image`` through per-sample pixel maps ``inverse``
+    (output -> input, see ``affine_matrices``) in one ``affine_grid`` + ``grid_sample``:
+    bilinear, border padding, ``align_corners=False`` (normalised -1 and 1 are the
+    image's outer edges, so [0, 1] landmark coordinates map linearly)."""
+    height, width = image.shape[-2:]
+    to_unit = inverse.new_tensor([[2.0 / width, 0.0, -1.0], [0.0, 2.0 / height, -1.0],
+                                  [0.0, 0.0, 1.0]])
+    from_unit = inverse.new_tensor([[width / 2.0, 0.0, width / 2.0],
+                                    [0.0, height / 2.0, height / 2.0], [0.0, 0.0, 1.0]])
+    theta = (to_unit @ inverse @ from_unit)[:, :2].to(image.dtype)
+    grid = F.affine_grid(theta, list(image.shape), align_corners=False)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border",
+                         align_corners=False)
+
+
+def move_points(points: torch.Tensor, forward: torch.Tensor, height: int, width: int
+                ) -> torch.Tensor:
+    """(B, P, 2) points in [0, 1] image coordinates through pixel maps ``forward``."""
+    size = points.new_tensor([width, height])
+    pixels = points * size
+    moved = pixels @ forward[:, :2, :2].transpose(1, 2).to(points.dtype) \
+        + forward[:, None, :2, 2].to(points.dtype)
+    return moved / size
+
+
 class LandmarkAugment(nn.Module):
     """Random flip, rotation, scale and shift applied to images, their landmarks and
-    their face boxes.
+    their face boxes as one affine map per sample.
 
-    Parameters are drawn per sample. Landmarks are (B, P, 2) and boxes (B, 4) xyxy, both
-    in [0, 1] image coordinates; a box is moved as its four corners and becomes the
-    axis-aligned box around them.
+    Parameters are drawn per sample on the batch's device (``draw_augment_parameters``);
+    the image is resampled once (``warp_images``) and the same matrices move the
+    landmarks and the boxes, so a point stays on the pixel it marked. A flip also
+    permutes the left/right landmark indices of the scheme (68 or 5 points). Landmarks
+    are (B, P, 2) and boxes (B, 4) xyxy, both in [0, 1] image coordinates; a box is
+    moved as its four corners and becomes the axis-aligned box around them.
     """
 
     def __init__(self, hflip: float = 0.5, rotate: float = 10.0,
@@ -80,34 +155,46 @@ class LandmarkAugment(nn.Module):
         super().__init__()
         if not 0.0 <= hflip <= 1.0:
             raise ValueError(f"data.augment.hflip must be a probability in [0, 1], got {hflip}")
-        self.hflip = hflip
-        self.affine = K.AugmentationSequential(
-            K.RandomAffine(degrees=rotate, translate=(translate, translate), scale=tuple(scale),
-                           padding_mode="border", p=1.0),
-            data_keys=["input", "keypoints"],
-        )
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"data.augment.scale must be [low, high] with 0 < low <= high, "
+                             f"got {list(scale)}")
+        self.hflip, self.rotate, self.translate = hflip, float(rotate), float(translate)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self._permutations: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    def draw(self, batch: int, device: torch.device | str = "cpu",
+             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """This augmentation's parameters for ``batch`` samples (see
+        ``draw_augment_parameters``)."""
+        return draw_augment_parameters(batch, self.hflip, self.rotate, self.scale,
+                                       self.translate, device, generator)
 
     def forward(self, image: torch.Tensor, landmarks: torch.Tensor | None,
-                boxes: torch.Tensor | None = None
+                boxes: torch.Tensor | None = None,
+                params: Mapping[str, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """(image, landmarks, boxes) after one random draw per sample."""
-        flip = torch.rand(image.shape[0], device=image.device) < self.hflip
-        if flip.any():
-            image, landmarks = hflip_with_landmarks(image, landmarks, flip)
-            boxes = None if boxes is None else hflip_boxes(boxes, flip)
+        """(image, landmarks, boxes) after one random draw per sample (or ``params``)."""
+        params = self.draw(image.shape[0], image.device) if params is None else params
         height, width = image.shape[-2:]
-        parts = [points for points in (landmarks, None if boxes is None else box_corners(boxes))
-                 if points is not None]
-        if not parts:
-            no_points = torch.zeros(image.shape[0], 1, 2, device=image.device)
-            return self.affine(image, no_points)[0], None, None
-        points = torch.cat(parts, 1)
-        size = torch.tensor([width, height], device=image.device, dtype=points.dtype)
-        image, moved = self.affine(image, points * size)
-        moved = moved / size
+        forward, inverse = affine_matrices(params, height, width)
+        image = warp_images(image, inverse)
         if landmarks is not None:
-            landmarks, moved = moved[:, : landmarks.shape[1]], moved[:, landmarks.shape[1]:]
-        return image, landmarks, None if boxes is None else corners_to_boxes(moved)
+            landmarks = move_points(landmarks, forward, height, width)
+            if self.hflip > 0:
+                landmarks = self._relabel_flipped(landmarks, params["flip"])
+        if boxes is not None:
+            boxes = corners_to_boxes(move_points(box_corners(boxes), forward, height, width))
+        return image, landmarks, boxes
+
+    def _relabel_flipped(self, landmarks: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        """Mirrored samples swap left/right point indices, so point 36 stays the
+        subject's right eye corner."""
+        key = (landmarks.shape[1], landmarks.device)
+        if key not in self._permutations:
+            self._permutations[key] = torch.as_tensor(
+                flip_permutation_for(landmarks.shape[1]), device=landmarks.device)
+        return torch.where(flip[:, None, None], landmarks[:, self._permutations[key]],
+                           landmarks)
 
 
 class BatchTransform(nn.Module):
@@ -140,6 +227,8 @@ class BatchTransform(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor], training: bool) -> dict[str, torch.Tensor]:
         image, landmarks = batch["image"], batch.get("landmarks")
+        if not image.is_floating_point():  # uint8 batches become [0, 1] floats on the device
+            image = image.float().div_(255)
         encode = self.encoding is not None and landmarks is not None
         drawn_first = encode and self.encoding == "overlay" and self.landmarks.draw_before_augment
         if drawn_first:

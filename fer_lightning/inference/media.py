@@ -1,7 +1,8 @@
-"""Media I/O of inference: reading images (EXIF-upright), listing the images and videos
-an ``input=`` path names, decoding and encoding video (PyAV), one face's prediction
-(:class:`FacePrediction`), the prediction rows (``predictions.csv`` / ``.jsonl``) and
-annotated copies. Knows nothing of nets."""
+"""Media I/O of inference: reading images (EXIF-upright, 16-bit grey scaled as training
+scales it, a pixel-count guard), listing the images and videos an ``input=`` path names,
+decoding (noticing a cut-off or damaged file) and encoding video (PyAV), one face's
+prediction (:class:`FacePrediction`), the prediction rows (``predictions.csv`` /
+``.jsonl``) and annotated copies. Knows nothing of nets."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from fer_lightning.data.sources.io import to_uint8
 from fer_lightning.errors import ConfigError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
@@ -24,26 +26,57 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 
+#: Largest image (pixels) predict decodes by default (``max_pixels``): 50 MP covers photos
+#: of 45 MP cameras (8256 x 5504); memory through face detection grows with the pixels.
+MAX_PIXELS = 50_000_000
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
 
-def load_image(source: str | Path | Image.Image | np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 3) RGB of a path, a PIL image or an array (uint8 (H, W) or (H, W, 3));
-    photos are turned upright by their EXIF orientation, as viewers show them."""
+def load_image(source: str | Path | Image.Image | np.ndarray,
+               max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+    """uint8 (H, W, 3) RGB of a path, a PIL image or an array (uint8 (H, W), (H, W, 3) or
+    (H, W, 4); uint16 (H, W)); photos are turned upright by their EXIF orientation, as
+    viewers show them. 16-bit greyscale is scaled to 8 bits as training's reader scales
+    it (``data.sources.io.to_uint8``), not clipped to white.
+
+    An image of more than ``max_pixels`` pixels (None: no limit) raises ImageTooLargeError,
+    for a file from its header, before it is decoded: decoding and face detection take
+    memory in proportion to the pixel count."""
     if isinstance(source, np.ndarray):
+        check_pixels(source.shape[1::-1], max_pixels, "the image array")
+        if source.dtype == np.uint16 and source.ndim == 2:
+            return to_uint8(Image.fromarray(source), "rgb")
         if source.dtype != np.uint8 or source.ndim not in (2, 3) or \
                 (source.ndim == 3 and source.shape[2] not in (3, 4)):
             raise ValueError(f"an image array must be uint8 (H, W), (H, W, 3) or (H, W, 4), "
-                             f"got {source.dtype} {source.shape}")
+                             f"or uint16 (H, W), got {source.dtype} {source.shape}")
         if source.ndim == 3 and source.shape[2] == 3:
             return np.ascontiguousarray(source)
         source = Image.fromarray(source)
     if isinstance(source, (str, Path)):
         with Image.open(source) as opened:
-            source = ImageOps.exif_transpose(opened)
-            source.load()
-    return np.asarray(source.convert("RGB"))
+            check_pixels(opened.size, max_pixels, str(source))
+            upright = ImageOps.exif_transpose(opened)
+            upright.load()
+            return to_uint8(upright, "rgb")
+    check_pixels(source.size, max_pixels, "the image")
+    return to_uint8(source, "rgb")
+
+
+class ImageTooLargeError(ValueError):
+    """An image over ``max_pixels`` (predict's guard against running out of memory)."""
+
+
+def check_pixels(size: Sequence[int], max_pixels: int | None, what: str) -> None:
+    """Raise ImageTooLargeError when a (width, height) image exceeds ``max_pixels``."""
+    width, height = int(size[0]), int(size[1])
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{what} is {width}x{height} ({width * height / 1e6:.1f} megapixels), over "
+            f"max_pixels={max_pixels} ({max_pixels / 1e6:g} megapixels): decoding and face "
+            f"detection would need several GB of memory; downscale it, or raise max_pixels "
+            f"if this machine has the memory")
 
 
 
@@ -93,20 +126,67 @@ def video_frames(path: Path) -> Iterator[tuple[int, float | None, Any]]:
             yield index, frame.time, frame
 
 
+@dataclass
+class VideoHeader:
+    """What a video's container says before decoding: frames (0 when it says nothing),
+    whether that count is declared (else estimated from the duration), frames per second."""
 
-def video_info(path: Path) -> tuple[int, float]:
-    """(frame count or 0 when the container does not say, frames per second)."""
+    frames: int
+    declared: bool
+    fps: float
+
+
+def video_info(path: Path) -> VideoHeader:
+    """The container's frame count (or its duration times the frame rate) and rate."""
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return int(stream.frames or 0), float(stream.average_rate or 25)
+        fps = float(stream.average_rate or 25)
+        if stream.frames:
+            return VideoHeader(int(stream.frames), True, fps)
+        seconds = container.duration / av.time_base if container.duration else 0.0
+        return VideoHeader(round(seconds * fps), False, fps)
+
+
+def truncation(header: VideoHeader, decoded: int) -> str | None:
+    """Why ``decoded`` frames fall short of the header, or None. A duration gives an
+    estimate only, so a shortfall of 2 % (at least 2 frames) passes there."""
+    if header.declared:
+        short = decoded < header.frames
+    else:
+        short = decoded < header.frames - max(2, round(0.02 * header.frames))
+    if not short:
+        return None
+    said = "declares" if header.declared else "implies from its duration"
+    return f"{decoded} of the {header.frames} frames its header {said} were decoded"
+
+
+class DecodeWatch:
+    """Iterates a video's frames and keeps the decoding error that ended them early
+    (instead of raising it out of the folder's loop), with the count decoded."""
+
+    def __init__(self, frames: Iterator[tuple[int, float | None, Any]]) -> None:
+        self._frames = frames
+        self.decoded = 0
+        self.error: str | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, float | None, Any]]:
+        import av
+
+        try:
+            for item in self._frames:
+                self.decoded += 1
+                yield item
+        except (av.FFmpegError, OSError, EOFError) as error:
+            self.error = str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 
 class PredictionWriter:
     """``predictions.csv`` and ``predictions.jsonl``: one row per face, or one row per
-    image without a face (``no_face``) or that could not be read (``unreadable: ...``)."""
+    image without a face (``no_face``) or that could not be read (``unreadable: ...``),
+    and one row per video that stopped early (``truncated: ...``, :meth:`note`)."""
 
     def __init__(self, out: Path, class_names: Sequence[str]) -> None:
         out.mkdir(parents=True, exist_ok=True)
@@ -146,6 +226,13 @@ class PredictionWriter:
                    **{f"p_{k}": v for k, v in record["probabilities"].items()},
                    "landmarks_found": face.landmarks_found, "status": "ok"}
             self._emit(row, record)
+
+    def note(self, file: str, status: str, kind: str) -> None:
+        """A row for a whole file (a video that stopped early: ``truncated: ...``),
+        counted under ``kind``."""
+        self.counts[kind] += 1
+        row = {"file": file, "frame": None, "time": None, "status": status}
+        self._emit(row, row)
 
     def _emit(self, row: dict[str, Any], record: dict[str, Any]) -> None:
         self._csv.writerow({key: "" if value is None else value for key, value in row.items()})

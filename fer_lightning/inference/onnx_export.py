@@ -8,7 +8,9 @@ channel, with the landmark overlay already drawn for overlay families; ``landmar
 ``predict`` (``predict backend=onnx`` runs the file with the same pre-processing). The
 file's metadata holds the class names, the input names, size, channels, mean and std,
 and the whole checkpoint metadata (run config) as JSON, so ``predict`` needs only the
-``.onnx`` file.
+``.onnx`` file. It also holds the SHA-256 of the checkpoint file (``checkpoint_sha256``):
+``predict backend=onnx`` uses a ``.onnx`` beside a checkpoint only when that digest
+matches, and exports it again otherwise (:func:`ensure_onnx`).
 
 The batch axis is dynamic for every family but the ones that declare they run image by
 image (``FERNet.per_image_graph``): ``ms_fpn`` with its emotion-region detector
@@ -21,7 +23,8 @@ face at a time. ``ms_fpn`` without landmarks (global branch only) has a dynamic 
 Every export is followed by a parity check: max |ONNX - PyTorch| of the logits on real
 face photos (matplotlib's grace_hopper, skimage's astronaut when installed, or
 ``parity_input=``) taken through the run's own pre-processing, at the full batch and at
-batch 1; above ``tolerance`` (1e-4) the export fails. The legacy TorchScript-based
+batch 1; above ``tolerance`` (1e-4) the export fails and ``out`` is left as it was (the
+file is written beside it and moved there only after it passed). The legacy TorchScript-based
 exporter is used: it gives parity near 1e-7 here and exports in seconds, where the dynamo
 exporter took about a minute per net on the same machine.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,12 +50,14 @@ from fer_lightning.errors import ExportError
 from fer_lightning.inference.media import load_image
 from fer_lightning.inference.predictor import Predictor
 from fer_lightning.inference.runner import (
+    DIGEST_KEY,
     ONNX_METADATA_KEY,
     OnnxRunner,
     TorchRunner,
     TrainedModel,
+    file_sha256,
     onnx_file_for,
-    onnx_is_current,
+    onnx_provenance,
 )
 from fer_lightning.inference.tta import TestTimeAugmentation
 
@@ -141,9 +147,11 @@ def export_onnx(checkpoint_path: str | Path, out: str | Path | None = None,
                 images: list[np.ndarray] | None = None, detect: bool = True,
                 opset: int = OPSET, tolerance: float = TOLERANCE) -> ExportReport:
     """Export the net of ``checkpoint_path`` to ``out`` (default: the checkpoint's path
-    with ``.onnx``), add the metadata and check parity (module docstring)."""
+    with ``.onnx``), add the metadata (with the checkpoint's SHA-256, which later proves
+    which checkpoint the file came from) and check parity (module docstring)."""
     checkpoint_path = Path(checkpoint_path).expanduser()
     checkpoint = ckpt.load_checkpoint(checkpoint_path)
+    digest = file_sha256(checkpoint_path)
     net = build_trained_net(checkpoint)
     model = TrainedModel(ckpt.stored_config(checkpoint), ckpt.class_names(checkpoint),
                          TorchRunner(net), checkpoint[ckpt.METADATA_KEY])
@@ -153,30 +161,43 @@ def export_onnx(checkpoint_path: str | Path, out: str | Path | None = None,
     dynamic = dynamic_batch(net)
     keys = list(model.runner.input_keys)
     example = tuple(inputs[key][:1] if not dynamic else inputs[key] for key in keys)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about Python values in the graph
-        torch.onnx.export(
-            PositionalNet(net).eval(), example, str(out), input_names=keys,
-            output_names=["logits"], opset_version=opset, dynamo=False,
-            dynamic_axes={key: {0: "batch"} for key in [*keys, "logits"]} if dynamic else None)
-    write_metadata(out, checkpoint, model, dynamic)
-    report = check_parity(out, model, inputs, source, dynamic)
-    if not report.max_abs_diff <= tolerance or not report.max_abs_diff_batch1 <= tolerance:
-        raise ExportError(f"{out}: ONNX and PyTorch logits differ by up to "
-                          f"{max(report.max_abs_diff, report.max_abs_diff_batch1):.3g} "
-                          f"(tolerance {tolerance:g}) on {source}")
+    # Written beside ``out`` and moved over it only once it passed the parity check: a
+    # killed or failed export, or two predict jobs exporting at once, never leave a
+    # half-written or mismatching file that carries this checkpoint's digest.
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python values in the graph
+            torch.onnx.export(
+                PositionalNet(net).eval(), example, str(partial), input_names=keys,
+                output_names=["logits"], opset_version=opset, dynamo=False,
+                dynamic_axes={key: {0: "batch"} for key in [*keys, "logits"]} if dynamic
+                else None)
+        write_metadata(partial, checkpoint, model, dynamic, digest)
+        report = check_parity(partial, model, inputs, source, dynamic)
+        if not report.max_abs_diff <= tolerance or not report.max_abs_diff_batch1 <= tolerance:
+            raise ExportError(f"{out}: ONNX and PyTorch logits differ by up to "
+                              f"{max(report.max_abs_diff, report.max_abs_diff_batch1):.3g} "
+                              f"(tolerance {tolerance:g}) on {source}; the file was not "
+                              f"written")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    report.path = out
     return report
 
 
 
 def write_metadata(path: Path, checkpoint: dict[str, Any], model: TrainedModel,
-                   dynamic: bool) -> None:
-    """Store the class names, the input contract and the checkpoint metadata in the file."""
+                   dynamic: bool, checkpoint_sha256: str) -> None:
+    """Store the class names, the input contract, the checkpoint metadata and the
+    checkpoint file's SHA-256 (``DIGEST_KEY``) in the file."""
     import onnx
 
     mean, std = model.spec.normalisation()
     properties = {
         ONNX_METADATA_KEY: json.dumps(checkpoint[ckpt.METADATA_KEY]),
+        DIGEST_KEY: checkpoint_sha256,
         "class_names": json.dumps(model.class_names),
         "input_names": json.dumps(list(model.runner.input_keys)),
         "image_size": str(model.image_size), "channels": str(model.channels),
@@ -211,10 +232,20 @@ def check_parity(path: Path, model: TrainedModel, inputs: dict[str, torch.Tensor
 
 
 def ensure_onnx(checkpoint_path: str | Path, onnx_path: str | Path | None = None) -> Path:
-    """``onnx_path`` (default: the checkpoint's path with ``.onnx``), exported from the
-    checkpoint first when it is missing or older than the checkpoint."""
+    """``onnx_path`` (default: the checkpoint's path with ``.onnx``) if its metadata
+    proves it was exported from this very checkpoint (``runner.onnx_provenance``: the
+    SHA-256 of the checkpoint file); otherwise (missing, corrupt, from another checkpoint
+    or an older export, replaced) the checkpoint is exported there again, saying why."""
+    checkpoint_path = Path(checkpoint_path).expanduser()
+    if not checkpoint_path.is_file():
+        raise ckpt.CheckpointError(f"ckpt_path={str(checkpoint_path)!r}: no such checkpoint "
+                                   f"file")
     path = onnx_file_for(checkpoint_path, onnx_path)
-    if not onnx_is_current(checkpoint_path, path):
-        report = export_onnx(checkpoint_path, path)
-        log.info("Exported %s (parity %.2g)", path, report.max_abs_diff)
+    reason = onnx_provenance(checkpoint_path, path)
+    if reason is None:
+        return path
+    if path.is_file():
+        log.warning("Exporting %s again: %s", path, reason)
+    report = export_onnx(checkpoint_path, path)
+    log.info("Exported %s (parity %.2g)", path, report.max_abs_diff)
     return path

@@ -14,8 +14,8 @@ the checkpoint or the ONNX file):
   ``detector=hog`` the margin is 0.15 (dlib's boxes are tighter).
 
 A ``Predictor`` never exports: ``backend="onnx"`` on a ``.ckpt`` runs the ``.onnx`` file
-next to it (``onnx_path``), which the predict command exports first when missing or stale
-(``inference.onnx_export.ensure_onnx``)::
+next to it (``onnx_path``) only when its metadata holds this checkpoint's SHA-256; the
+predict command exports it first when it does not (``inference.onnx_export.ensure_onnx``)::
 
     predictor = Predictor.from_checkpoint("best.ckpt")
     for face in predictor.predict("photo.jpg"):
@@ -38,8 +38,8 @@ from fer_lightning.data.dataset import image_to_tensor
 from fer_lightning.data.landmarks.face_crop import DETECTORS, Face, FaceCropper
 from fer_lightning.errors import CheckpointError
 from fer_lightning.handles import resolve_checkpoint
-from fer_lightning.inference.media import FacePrediction, image_box, load_image
-from fer_lightning.inference.runner import TrainedModel, onnx_file_for, onnx_is_current
+from fer_lightning.inference.media import MAX_PIXELS, FacePrediction, image_box, load_image
+from fer_lightning.inference.runner import TrainedModel, onnx_file_for, onnx_provenance
 from fer_lightning.inference.tta import TestTimeAugmentation, average_views
 
 BACKENDS = ("torch", "onnx")
@@ -80,9 +80,13 @@ class Predictor:
 
     def __init__(self, model: TrainedModel, detect: bool = True, detector: str | None = None,
                  margin: float | None = None, batch_size: int = 32, tta: str = "none",
-                 tta_crop: float = 0.92) -> None:
+                 tta_crop: float = 0.92, max_pixels: int | None = MAX_PIXELS) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        if max_pixels is not None and (isinstance(max_pixels, bool) or max_pixels < 1):
+            raise ValueError(f"max_pixels must be a positive integer or null, got {max_pixels}")
+        #: Images over this many pixels are refused before decoding (``media.load_image``).
+        self.max_pixels = max_pixels
         self.model = model
         self.cropper = face_cropper(model, detector, margin) if detect else None
         self.batch_size = batch_size
@@ -107,9 +111,10 @@ class Predictor:
             return cls(TrainedModel.from_onnx(path, landmarks), **options)
         if backend == "onnx":
             onnx_file = onnx_file_for(path, onnx_path)
-            if not onnx_is_current(path, onnx_file):
+            reason = onnx_provenance(path, onnx_file)
+            if reason is not None:
                 raise CheckpointError(
-                    f"{onnx_file} is missing or older than {path}; export it first: "
+                    f"{onnx_file} cannot stand for {path}: {reason}; export it first: "
                     f"python -m fer_lightning.export ckpt_path={path} out={onnx_file}")
             return cls(TrainedModel.from_onnx(onnx_file, landmarks), **options)
         return cls(TrainedModel.from_checkpoint(path, device, landmarks), **options)
@@ -134,7 +139,7 @@ class Predictor:
                      ) -> list[list[FacePrediction]]:
         """The faces of each image, detected one image at a time and classified in
         batches of ``batch_size`` faces."""
-        loaded = [load_image(image) for image in images]
+        loaded = [load_image(image, self.max_pixels) for image in images]
         per_image = [self.faces(image) for image in loaded]
         flat = [face for faces in per_image for face in faces]
         probabilities, found = self.classify(flat)

@@ -18,6 +18,7 @@ same iBUG scheme. ``ms_fpn`` uses landmarks only as training targets and needs n
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +42,8 @@ from fer_lightning.input_spec import input_spec, resolve_precropped
 GROUNDTRUTH_STANDIN = "dlib"
 #: ONNX metadata key holding the checkpoint metadata as JSON (written by ``export``).
 ONNX_METADATA_KEY = "fer_lightning"
+#: ONNX metadata key of the SHA-256 of the checkpoint file the net was exported from.
+DIGEST_KEY = "checkpoint_sha256"
 
 
 def onnx_file_for(checkpoint_path: str | Path, onnx_path: str | Path | None = None) -> Path:
@@ -50,12 +53,34 @@ def onnx_file_for(checkpoint_path: str | Path, onnx_path: str | Path | None = No
     return checkpoint_path.with_suffix(".onnx") if onnx_path is None else Path(onnx_path)
 
 
-def onnx_is_current(checkpoint_path: str | Path, onnx_path: Path) -> bool:
-    """Whether ``onnx_path`` exists and is not older than the checkpoint it exports."""
-    checkpoint_path = Path(checkpoint_path).expanduser()
-    return onnx_path.is_file() and not (
-        checkpoint_path.is_file()
-        and onnx_path.stat().st_mtime < checkpoint_path.stat().st_mtime)
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def onnx_provenance(checkpoint_path: str | Path, onnx_path: Path) -> str | None:
+    """None when ``onnx_path`` was exported from the checkpoint file ``checkpoint_path``
+    as it is now (its :data:`DIGEST_KEY` metadata is the checkpoint's SHA-256), else why
+    not. File times prove nothing: a copied or replaced file can be newer."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not onnx_path.is_file():
+        return "it does not exist"
+    try:
+        graph = onnx.load(str(onnx_path), load_external_data=False)
+    except (DecodeError, OSError, ValueError, RuntimeError) as error:
+        return f"it is not a readable ONNX file ({ckpt.first_line(error)})"
+    stored = {prop.key: prop.value for prop in graph.metadata_props}.get(DIGEST_KEY)
+    if stored is None:
+        return "it does not say which checkpoint it was exported from"
+    if stored != file_sha256(Path(checkpoint_path).expanduser()):
+        return "it was exported from another checkpoint (or this one changed since)"
+    return None
 
 
 def input_pipelines(cfg: DictConfig) -> tuple[nn.Module, LandmarkPipeline | None]:
@@ -128,7 +153,8 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """Runs an exported ONNX file with onnxruntime (CPU)."""
+    """Runs an exported ONNX file with onnxruntime (CPU); a file onnxruntime cannot load
+    is a CheckpointError naming it."""
 
     backend = "onnx"
 
@@ -144,8 +170,12 @@ class OnnxRunner:
         if threads:
             options.intra_op_num_threads = threads
         self.path = Path(path)
-        self.session = onnxruntime.InferenceSession(str(path), options,
-                                                    providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options,
+                                                        providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - onnxruntime's errors subclass Exception only
+            raise ckpt.CheckpointError(f"{path} is not a readable ONNX file (truncated or "
+                                       f"corrupt?): {ckpt.first_line(error)}") from None
         self.input_keys = tuple(node.name for node in self.session.get_inputs())
         #: Files exported with a fixed batch of 1 (ms_fpn's detector) run face by face.
         self.batch_one = self.session.get_inputs()[0].shape[0] == 1
@@ -224,7 +254,12 @@ class TrainedModel:
         if text is None:
             raise ckpt.CheckpointError(f"{path} was not exported by fer_lightning (no "
                                        f"{ONNX_METADATA_KEY!r} metadata)")
-        metadata = ckpt.metadata({ckpt.METADATA_KEY: json.loads(text)}, path)
+        try:
+            stored = json.loads(text)
+        except (ValueError, RecursionError) as error:
+            raise ckpt.CheckpointError(f"{path}: its {ONNX_METADATA_KEY!r} metadata is not "
+                                       f"valid JSON ({ckpt.first_line(error)})") from None
+        metadata = ckpt.metadata({ckpt.METADATA_KEY: stored}, path)
         return cls(OmegaConf.create(metadata["config"]), metadata["class_names"], runner,
                    metadata, landmarks_backend)
 

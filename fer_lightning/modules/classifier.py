@@ -14,6 +14,7 @@ from torch import nn
 
 from fer_lightning.checkpoint import METADATA_KEY, checkpoint_metadata
 from fer_lightning.metrics import classification_metrics, split_results
+from fer_lightning.speed import fused_option
 
 STAGES = ("train", "val", "test")
 LIGHTNING_SCHEDULER_KEYS = ("interval", "frequency", "monitor")
@@ -72,6 +73,9 @@ class FERClassifier(L.LightningModule):
     #: predict and export need only the ``.ckpt`` file.
     run_config: dict[str, Any] | None = None
     run_choices: dict[str, str] | None = None
+    #: Speed switches (``speed.apply_speed_switches``): NHWC image inputs, fused Adam on CUDA.
+    channels_last: bool = False
+    fused_optimizer: bool = False
 
     def __init__(self, net: nn.Module, loss: nn.Module, class_names: Sequence[str],
                  optimizer: Mapping[str, Any], scheduler: Mapping[str, Any] | None = None) -> None:
@@ -95,15 +99,27 @@ class FERClassifier(L.LightningModule):
                             optimizer_target=str(optimizer.get("_target_", "")))
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.net(**{key: batch[key] for key in self.net.input_keys})
+        inputs = {key: batch[key] for key in self.net.input_keys}
+        if self.channels_last:
+            inputs = {key: value.contiguous(memory_format=torch.channels_last)
+                      if value.ndim == 4 else value for key, value in inputs.items()}
+        return self.net(**inputs)
 
     def _step(self, batch: Mapping[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self(batch)
         loss = self.loss(logits, self._loss_target(batch))
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True,
-                 prog_bar=True, batch_size=len(logits), sync_dist=stage != "train")
-        self.metrics[f"{stage}_metrics"].update(logits.detach().float(), batch["label"])
+        self.log_loss(stage, loss, len(logits))
+        self.metrics[f"{stage}_metrics"].update(logits.detach(), batch["label"])
         return loss
+
+    def log_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
+        """Log ``{stage}/loss`` without a host sync per step: the value stays on the device
+        and is read only when Lightning writes a log row (``trainer.log_every_n_steps``)
+        and at epoch end. Progress-bar values are read on every refresh, so the training
+        loss is not shown there per step (its epoch mean is in the logs)."""
+        training = stage == "train"
+        self.log(f"{stage}/loss", loss.detach(), on_step=training, on_epoch=True,
+                 prog_bar=not training, batch_size=batch_size, sync_dist=not training)
 
     def _loss_target(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``batch["target"]`` for losses declaring ``uses_soft_target``, else the labels."""
@@ -147,6 +163,8 @@ class FERClassifier(L.LightningModule):
         optimizer_cfg = {key: value for key, value in self.hparams.optimizer.items()
                          if key not in PARAM_GROUP_KEYS}
         # partial: instantiate would turn the group dicts into DictConfigs
+        optimizer_cfg.update(fused_option(str(optimizer_cfg.get("_target_", "")),
+                                          self.device.type, self.fused_optimizer, optimizer_cfg))
         optimizer = hydra.utils.instantiate(optimizer_cfg, _partial_=True)(self._param_groups())
         scheduler_cfg = self.hparams.scheduler
         if not scheduler_cfg or scheduler_cfg.get("_target_") is None:

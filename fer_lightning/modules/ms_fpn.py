@@ -96,9 +96,8 @@ class MSFPNModule(FERClassifier):
                           on_step=False, on_epoch=True, batch_size=size)
             self.log(f"{stage}/detection_loss", detection, on_epoch=True, batch_size=size)
             self.log(f"{stage}/emotion_loss", emotion, on_epoch=True, batch_size=size)
-        self.log(f"{stage}/loss", loss, on_step=training, on_epoch=True, prog_bar=True,
-                 batch_size=size, sync_dist=not training)
-        self.metrics[f"{stage}_metrics"].update(output.logits.detach().float(), batch["label"])
+        self.log_loss(stage, loss, size)
+        self.metrics[f"{stage}_metrics"].update(output.logits.detach(), batch["label"])
         if not training and output.detections is not None and "regions" in batch:
             self._update_region_iou(stage, output.detections.boxes, batch["regions"],
                                     batch["regions_valid"])

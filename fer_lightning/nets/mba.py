@@ -34,6 +34,14 @@ module counts rounded up. The unscaled network (w = d = 1) is mini_XCEPTION's: s
 four modules of 16, 32, 64, 128 filters; w = d = 0.5 gives stem 8 and two modules of 8
 and 16 filters per subnetwork.
 
+Framework conventions (``padding``, ``bn_eps``, ``bn_momentum``, ``nets/blocks.py``):
+the paper names no framework, and its subnetwork is mini_XCEPTION, whose reference
+implementation (Arriaga et al.) is Keras; so ``conf/model/mba.yaml`` builds it the Keras way,
+like ``mini_xception``: TF 'same' padding of the stride-2 pools, BN eps 1e-3 and momentum
+0.99 (torch 0.01). One convention for both families also lets a mini_XCEPTION trained in
+either (or imported) behave the same inside MBA. The constructor's defaults are torch's,
+what checkpoints written before these options were trained with.
+
 Not given by the paper, chosen here: the base network above, SA's kernel (7, as CBAM's
 spatial gate), CA as one 1x1 conv C -> C, SA before CA, the branch width (the
 concatenated input width), branches concatenated (not summed), BN + ReLU after each
@@ -52,7 +60,12 @@ from torch import nn
 
 from fer_lightning.nets.attention import SpatialChannelAttention
 from fer_lightning.nets.base import FERNet
-from fer_lightning.nets.blocks import XceptionResidualModule, conv_bn_relu
+from fer_lightning.nets.blocks import (
+    TORCH_DEFAULTS,
+    NormOptions,
+    XceptionResidualModule,
+    conv_bn_relu,
+)
 from fer_lightning.nets.heads import ClassifierHead
 from fer_lightning.nets.mini_xception import MiniXception
 
@@ -81,11 +94,12 @@ class XceptionSubnetwork(nn.Sequential):
     """
 
     def __init__(self, in_channels: int, stem_width: int, widths: Sequence[int],
-                 pointwise: bool = False) -> None:
+                 pointwise: bool = False, norm: NormOptions = TORCH_DEFAULTS) -> None:
         super().__init__(
-            conv_bn_relu(in_channels, stem_width),
-            conv_bn_relu(stem_width, stem_width),
-            *[XceptionResidualModule(c_in, c_out, final_relu=True, pointwise=pointwise)
+            conv_bn_relu(in_channels, stem_width, norm=norm),
+            conv_bn_relu(stem_width, stem_width, norm=norm),
+            *[XceptionResidualModule(c_in, c_out, final_relu=True, pointwise=pointwise,
+                                     norm=norm)
               for c_in, c_out in zip([stem_width, *widths[:-1]], widths, strict=True)],
         )
         self.out_channels = widths[-1]
@@ -96,17 +110,19 @@ class MultiBranchAttention(nn.Module):
     residual 1x1 conv (-> BN) of the input; ReLU of the sum. Keeps the spatial size."""
 
     def __init__(self, in_channels: int, branch_channels: int,
-                 kernels: Sequence[int] = (1, 3, 5), attention_kernel: int = 7) -> None:
+                 kernels: Sequence[int] = (1, 3, 5), attention_kernel: int = 7,
+                 norm: NormOptions = TORCH_DEFAULTS) -> None:
         super().__init__()
         self.branches = nn.ModuleList([
-            nn.Sequential(conv_bn_relu(in_channels, branch_channels, k, padding=k // 2),
+            nn.Sequential(conv_bn_relu(in_channels, branch_channels, k, padding=k // 2,
+                                       norm=norm),
                           SpatialChannelAttention(branch_channels, attention_kernel))
             for k in kernels
         ])
         self.out_channels = branch_channels * len(kernels)
         self.residual = nn.Sequential(
             nn.Conv2d(in_channels, self.out_channels, 1, bias=False),
-            nn.BatchNorm2d(self.out_channels),
+            norm.batch_norm(self.out_channels),
         )
         self.relu = nn.ReLU(inplace=True)
 
@@ -128,8 +144,10 @@ class MBANet(FERNet):
                  depth: float = 0.5, base_modules: int = 4, base_width: int = 16,
                  stem_width: int = 8, branch_width: int | None = None,
                  branch_kernels: Sequence[int] = (1, 3, 5), attention_kernel: int = 7,
-                 divisor: int = 8, pointwise: bool = False) -> None:
+                 divisor: int = 8, pointwise: bool = False, padding: str = "symmetric",
+                 bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> None:
         super().__init__()
+        norm = NormOptions(bn_eps=bn_eps, bn_momentum=bn_momentum, padding=padding)
         _check_arguments(width, depth, base_modules, base_width, stem_width, branch_width,
                          branch_kernels, attention_kernel, divisor)
         self.use_landmarks = use_landmarks
@@ -149,15 +167,16 @@ class MBANet(FERNet):
                 f"model.pointwise=false needs every module width to be a multiple of the one "
                 f"before (a depthwise conv multiplies its channels); model.width={width} "
                 f"gives {[stem, *widths]}: choose another model.width or model.pointwise=true")
-        self.image_net = XceptionSubnetwork(in_channels, stem, widths, pointwise)
+        self.image_net = XceptionSubnetwork(in_channels, stem, widths, pointwise, norm)
         self.image_attention = SpatialChannelAttention(widths[-1], attention_kernel)
         fused = widths[-1]
         if use_landmarks:
-            self.landmark_net = XceptionSubnetwork(LANDMARK_CHANNELS, stem, widths, pointwise)
+            self.landmark_net = XceptionSubnetwork(LANDMARK_CHANNELS, stem, widths, pointwise,
+                                                  norm)
             self.landmark_attention = SpatialChannelAttention(widths[-1], attention_kernel)
             fused += widths[-1]
         branch = fused if branch_width is None else round_filters(branch_width, width, divisor)
-        self.mba = MultiBranchAttention(fused, branch, branch_kernels, attention_kernel)
+        self.mba = MultiBranchAttention(fused, branch, branch_kernels, attention_kernel, norm)
         side = MiniXception.feature_side(image_size, self.num_modules)
         self.head = ClassifierHead(self.mba.out_channels, num_classes, (side, side),
                                    **dict(head))

@@ -22,6 +22,11 @@ Weight hubs are unreachable on the machines this project targets, so weights com
   checked. A 1-channel base takes 3-channel first-layer weights summed over the input
   channels (a grey image replicated to RGB gives the same response). Any key neither used
   nor ignored is an error, as is any convolution left without weights.
+- :func:`load_whole_net` loads a whole net of the same family (a fer_lightning checkpoint,
+  e.g. ``make weights``' converted mini_XCEPTION, or a bare state dict) for fine-tuning;
+  a classifier of another shape is left freshly initialised, and
+  :func:`reconcile_classes` re-initialises it when the checkpoint names other classes
+  than the run's dataset; both say so on the terminal.
 - :class:`InputAdapter` gives weights the input scaling they were trained with: VGG-Face
   weights expect RGB pixels in 0..255 minus the mean face colour, not this project's
   ``(x - data.mean) / data.std`` (see ``INPUT_NORMS``).
@@ -234,3 +239,70 @@ def load_vgg_base(base: nn.Sequential, path: str | Path) -> LoadReport:
              len(convs), path, layout, ", 3->1 input channels summed" if report.converted_input
              else "", len(report.ignored))
     return report
+
+
+def _classifier_reset(head: nn.Module) -> None:
+    for module in head.modules():
+        if module is not head and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+
+
+def load_whole_net(net: nn.Module, path: str | Path, classifier: str = "head.") -> LoadReport:
+    """Strictly load the net tensors of ``path`` into ``net``, except the classifier
+    (keys starting with ``classifier``) when its shapes differ: that one keeps its fresh
+    initialisation, with a warning. A fer_lightning checkpoint's ``net.`` prefix is
+    removed and its other entries (loss weights) ignored. ValueError names missing,
+    unexpected or mis-shaped keys."""
+    state = read_state_dict(path)
+    if any(key.startswith("net.") for key in state):
+        state = {key.removeprefix("net."): value for key, value in state.items()
+                 if key.startswith("net.")}
+    own = net.state_dict()
+    report = LoadReport(path=str(path), layout="fer_lightning")
+    head_keys = [key for key in own if key.startswith(classifier)]
+    if any(key not in state or state[key].shape != own[key].shape for key in head_keys):
+        found = [tuple(state[key].shape) for key in head_keys if key in state]
+        report.ignored = sorted(key for key in state if key.startswith(classifier))
+        state = {key: value for key, value in state.items() if not key.startswith(classifier)}
+        state.update({key: own[key] for key in head_keys})
+        log.warning("model.pretrained_path=%s: its classifier (%s) does not fit this run's "
+                    "(%s classes): the classifier is re-initialised, the rest loaded", path,
+                    found[0] if found else "absent",
+                    tuple(own[head_keys[0]].shape)[0] if head_keys else "?")
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"model.pretrained_path={str(path)!r} does not fit this net (another "
+                         f"family or size?): {error}") from None
+    report.loaded = sorted(state)
+    log.info("Loaded %d tensors from %s", len(state), path)
+    return report
+
+
+def checkpoint_class_names(path: str | Path) -> list[str] | None:
+    """The class names stored in a fer_lightning checkpoint, None for a bare state dict."""
+    try:
+        checkpoint = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - read_state_dict reports unreadable files
+        return None
+    meta = checkpoint.get("fer_lightning") if isinstance(checkpoint, dict) else None
+    names = meta.get("class_names") if isinstance(meta, dict) else None
+    return list(names) if names else None
+
+
+def reconcile_classes(net: nn.Module, path: str | Path | None, class_names: Sequence[str],
+                      classifier: str = "head") -> bool:
+    """Re-initialise ``net.<classifier>`` when the fer_lightning checkpoint at ``path``
+    (``model.pretrained_path``) was trained on other classes, or in another order, than
+    ``class_names`` (the run's dataset); True when it did. Logged either way."""
+    stored = checkpoint_class_names(path) if path else None
+    if stored is None or not hasattr(net, classifier):
+        return False
+    if [name.lower() for name in stored] == [name.lower() for name in class_names]:
+        log.info("model.pretrained_path=%s: same classes as the dataset, classifier kept", path)
+        return False
+    _classifier_reset(getattr(net, classifier))
+    log.warning("model.pretrained_path=%s was trained on classes %s, this dataset has %s: "
+                "the classifier is re-initialised (fine-tuning keeps the features)", path,
+                stored, list(class_names))
+    return True

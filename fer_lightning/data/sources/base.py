@@ -52,11 +52,17 @@ class SplitInfo:
 @dataclass(frozen=True)
 class ListedImage:
     """One image file a split reads, with where it was listed (for error messages) and,
-    for sources that crop a face box out of it, that box (x, y, width, height)."""
+    for sources that crop a face box out of it, that box (x, y, width, height).
+
+    ``box_within``: the box must lie inside the image, not merely overlap it (FER+: its
+    boxes were written for the 48x48 release images, so a box past the border means the
+    images were resized or replaced since).
+    """
 
     path: Path
     where: str = ""
     box: tuple[int, int, int, int] | None = None
+    box_within: bool = False
 
 
 class Source(Protocol):

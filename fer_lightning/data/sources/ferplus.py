@@ -7,8 +7,14 @@ Two on-disk forms (see docs/datasets.md), looked for in this order:
   unknown,NF``), rows aligned one to one. Rows with an empty image name (173 in the
   release) are skipped and counted.
 - the folder release written by the reference's ``generate_training_data.py``:
-  ``FER2013Train/``, ``FER2013Valid/``, ``FER2013Test/``, each with 48x48 PNGs and a
-  header-less ``label.csv`` of ``image name, 10 vote counts``.
+  ``FER2013Train/``, ``FER2013Valid/``, ``FER2013Test/``, each with 48x48 PNGs and the
+  header-less ``label.csv`` shipped in microsoft/FERPlus ``data/``: 12 fields per row,
+  the image name, the face box as one quoted field ``"(left, top, right, bottom)"`` (in
+  the release always ``"(0, 0, 48, 48)"``), then the 10 vote counts, e.g.
+  ``fer0000000.png,"(0, 0, 48, 48)",4,0,0,1,3,2,0,0,0,0``. Names are not contiguous
+  (images without a name in fer2013new.csv are absent). A header line is passed over.
+  The box must lie inside its image (the image is cropped to it); a box past the border
+  is an error, as it means the images were resized after the labels were written.
 
 Votes become labels as in the reference pipeline (microsoft/FERPlus ``src/ferplus.py``,
 ``_process_data`` and ``load_folders``; the paper's Sec. 3): ``votes_to_distribution``.
@@ -31,10 +37,17 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_lightning.data.sources.base import SPLITS, ListedImage, RawSample, SplitInfo
+from fer_lightning.data.sources.base import (
+    SPLITS,
+    DatasetError,
+    ListedImage,
+    RawSample,
+    SplitInfo,
+)
 from fer_lightning.data.sources.fer2013 import FERTable, read_fer_csv, split_usages
 from fer_lightning.data.sources.io import (
     OUTSIDE_ROOT,
+    box_not_within,
     csv_rows,
     hidden_reason,
     is_hidden,
@@ -155,6 +168,7 @@ class _Split:
     skipped: dict[str, int] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     origins: list[str] = field(default_factory=list)  # "label.csv, line N" per file
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # x, y, w, h
 
     @property
     def labels(self) -> np.ndarray:
@@ -174,6 +188,40 @@ def _parse_votes(path: Path, line: int, fields: Sequence[str]) -> list[float]:
                              f"non-negative integer count")
         votes.append(value)
     return votes
+
+
+#: The fields of one row of a folder's label.csv, as the release writes them.
+LABEL_CSV_FIELDS = ("image name", 'face box "(left, top, right, bottom)"', *VOTE_COLUMNS)
+
+
+def parse_box(path: Path, line: int, text: str) -> tuple[int, int, int, int]:
+    """label.csv's face box ``"(left, top, right, bottom)"`` -> (x, y, width, height).
+
+    The reference (``src/ferplus.py``, ``load_folders``) reads the four integers between
+    the brackets as left, top, right, bottom (``rect_util.Rect``).
+    """
+    inner = text.strip()
+    values: list[int] = []
+    if inner.startswith("(") and inner.endswith(")"):
+        try:
+            values = [int(part) for part in inner[1:-1].split(",")]
+        except ValueError:
+            values = []
+    if len(values) != 4:
+        raise ValueError(f"{path}, line {line}: face box {text!r}; expected four integers "
+                         f"\"(left, top, right, bottom)\" such as \"(0, 0, 48, 48)\"")
+    left, top, right, bottom = values
+    if left < 0 or top < 0 or right <= left or bottom <= top:
+        raise ValueError(f"{path}, line {line}: face box {text!r} is empty or negative; "
+                         f"expected 0 <= left < right and 0 <= top < bottom")
+    return left, top, right - left, bottom - top
+
+
+def _is_header(fields: Sequence[str]) -> bool:
+    """A first row naming the vote columns rather than holding counts (written by hand or
+    by another tool; the release has none)."""
+    names = [value.lower() for value in fields[-len(VOTE_COLUMNS):]]
+    return names == [name.lower() for name in VOTE_COLUMNS]
 
 
 def _build_split(entries: Sequence[tuple[int, str, list[float]]], mode: str
@@ -265,16 +313,16 @@ class FERPlusSource:
         if self.layout == "csv":
             image = self._csv_table().images[data.rows[index]]
         else:
-            image = read_image(data.files[index], f" (listed in {data.origins[index]})",
-                               colour="keep")
+            image = self._read_face(data.files[index], data.origins[index], data.boxes[index])
         return RawSample(image=image, label=int(target.argmax()), target=target.copy())
 
     def image_files(self, split: str) -> list[ListedImage]:
         """The PNG of every kept sample of ``split`` (folder release; none for the csv
         pair, whose pixels are in fer2013.csv)."""
         data = self._split(split)
-        return [ListedImage(path, f"listed in {origin}")
-                for path, origin in zip(data.files, data.origins, strict=True)]
+        return [ListedImage(path, f"listed in {origin}", box, box_within=True)
+                for path, origin, box in zip(data.files, data.origins, data.boxes,
+                                             strict=True)]
 
     def targets(self, split: str) -> np.ndarray:
         """(n, 8) float32 soft targets of every kept sample of ``split``."""
@@ -341,14 +389,28 @@ class FERPlusSource:
         kept, targets, skipped = _build_split(entries, self.mode(split))
         return _Split(rows=np.asarray(kept, dtype=np.int64), targets=targets, skipped=skipped)
 
+    @staticmethod
+    def _read_face(path: Path, origin: str, box: tuple[int, int, int, int]) -> np.ndarray:
+        """The image at ``path`` cropped to its label.csv ``box`` (the whole image in the
+        release); a box not inside the image is a DatasetError naming file and line."""
+        image = read_image(path, f" (listed in {origin})", colour="keep")
+        height, width = image.shape[:2]
+        problem = box_not_within(box, width, height)
+        if problem is not None:
+            raise DatasetError(f"{path} (listed in {origin}): {problem}")
+        x, y, w, h = box
+        if (x, y, w, h) == (0, 0, width, height):
+            return image
+        return np.ascontiguousarray(image[y:y + h, x:x + w])
+
     def _folder_split(self, split: str) -> _Split:
-        entries, files, origins = [], [], []
+        entries, files, origins, boxes = [], [], [], []
         outside = Counter()
         for usage in self.splits[split]:
             folder = self.root / FOLDERS[usage]
             label_csv = folder / "label.csv"
             present = set(os.listdir(folder))
-            for line, name, votes in self._read_label_csv(label_csv):
+            for line, name, box, votes in self._read_label_csv(label_csv):
                 path = under_root(folder, name) if name else folder
                 base = os.path.basename(name)
                 if path is None or is_hidden(base):
@@ -360,23 +422,28 @@ class FERPlusSource:
                 entries.append((len(files), name, votes))
                 files.append(path)
                 origins.append(f"{label_csv}, line {line}")
+                boxes.append(box)
         kept, targets, skipped = _build_split(entries, self.mode(split))
         skipped.update(outside)
         return _Split(rows=np.asarray(kept, dtype=np.int64), targets=targets, skipped=skipped,
-                      files=[files[i] for i in kept], origins=[origins[i] for i in kept])
+                      files=[files[i] for i in kept], origins=[origins[i] for i in kept],
+                      boxes=[boxes[i] for i in kept])
 
     @staticmethod
-    def _read_label_csv(path: Path) -> list[tuple[int, str, list[float]]]:
-        """A folder's label.csv: (line, image name, 10 votes) per row, no header (a header
-        row naming the vote columns, if present, is recognised and passed over)."""
+    def _read_label_csv(path: Path) -> list[tuple[int, str, tuple[int, int, int, int],
+                                                    list[float]]]:
+        """A folder's label.csv: (line, image name, face box (x, y, w, h), 10 votes) per
+        row, 12 fields as the release writes them; a header line, if present, is passed
+        over."""
         rows = []
         for line, row in csv_rows(path):
             fields = [value.strip() for value in row]
-            if not fields or (line == 1 and fields[1:] == VOTE_COLUMNS):
+            if not fields or (not rows and _is_header(fields)):
                 continue
-            if len(fields) != 1 + len(VOTE_COLUMNS):
+            if len(fields) != len(LABEL_CSV_FIELDS):
                 raise ValueError(f"{path}, line {line}: {len(fields)} fields; expected "
-                                 f"11 (image name, then votes for "
-                                 f"{','.join(VOTE_COLUMNS)})")
-            rows.append((line, fields[0], _parse_votes(path, line, fields[1:])))
+                                 f"{len(LABEL_CSV_FIELDS)} ({', '.join(LABEL_CSV_FIELDS)}), "
+                                 f"as in fer0000000.png,\"(0, 0, 48, 48)\",4,0,0,1,3,2,0,0,0,0")
+            box = parse_box(path, line, fields[1])
+            rows.append((line, fields[0], box, _parse_votes(path, line, fields[2:])))
         return rows

@@ -20,7 +20,10 @@ folder, hidden files and folders (``.DS_Store``, the macOS ``._*`` files), and s
 folders that point at the root, above it or inside it (following them would read images
 twice or loop). Symlinks to folders elsewhere (data on another disk) are followed. A class
 folder of train (or of the root) without any image is an error: it would be a class
-nobody can learn.
+nobody can learn. So are (``class_problems``, reported with the other dataset problems)
+a class folder of val or test that train lacks, and class folders whose names differ
+only in case (``train/happy`` beside ``val/Happy``): both make a class with no training
+samples.
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ class ImageFolder:
         self._labels: dict[str, np.ndarray] = {}
         self._skipped: dict[str, dict[str, int]] = {split: {} for split in SPLITS}
         self._unavailable: dict[str, str] = {}
+        self._class_folders: dict[str, list[Path]] = {}  # split -> its class folders
         split_dirs = self._split_dirs()
         if split_dirs:
             self._read_split_layout(split_dirs)
@@ -138,6 +142,31 @@ class ImageFolder:
     def describe(self) -> str:
         """One line: what is read and how the splits are formed (for summaries)."""
         return f"{self.root}: {self._layout}"
+
+    def class_problems(self) -> list[str]:
+        """Class folders that make a class training never sees: names differing only in
+        case (read as two classes), and class folders of val / test that train lacks."""
+        problems = []
+        by_case: dict[str, list[str]] = {}
+        for name in self.class_names:
+            by_case.setdefault(name.lower(), []).append(name)
+        for names in by_case.values():
+            if len(names) > 1:
+                folders = [str(folder.relative_to(self.root)) for split_folders in
+                           self._class_folders.values() for folder in split_folders
+                           if folder.name in names]
+                problems.append(f"class folders {', '.join(folders)} differ only in case, so "
+                                f"they are {len(names)} classes; rename them to one spelling")
+        trained = {folder.name for folder in self._class_folders.get("train", [])}
+        for split, folders in self._class_folders.items():
+            lacking = [str(folder.relative_to(self.root)) for folder in folders
+                       if folder.name not in trained and folder.name.lower() not in
+                       {name.lower() for name in trained}]
+            if split != "train" and lacking:
+                problems.append(f"class folder(s) {', '.join(lacking)} of split '{split}' have "
+                                f"no counterpart in train/: a class without training samples "
+                                f"cannot be learned; add its training images or remove it")
+        return problems
 
     # -- internals ---------------------------------------------------------------------
 
@@ -204,9 +233,10 @@ class ImageFolder:
             raise layout_error(self.root / "train", "train folder", LAYOUT)
         return found
 
-    def _scan(self, folder: Path, skipped: dict[str, int], defines_classes: bool
-              ) -> dict[str, list[str]]:
-        """Class name -> image paths (relative to root) under ``folder``'s class folders.
+    def _scan(self, folder: Path, skipped: dict[str, int], defines_classes: bool,
+              split: str = "train") -> dict[str, list[str]]:
+        """Class name -> image paths (relative to root) under ``folder``'s class folders
+        (remembered as ``split``'s).
 
         With ``defines_classes`` (train, or the root of a flat tree) a class folder
         without images is an error."""
@@ -216,6 +246,7 @@ class ImageFolder:
                 _count(skipped, hidden_reason(entry.name) if is_hidden(entry.name)
                        else OUTSIDE_CLASS)
         for class_dir in self._visible_dirs(folder, skipped):
+            self._class_folders.setdefault(split, []).append(class_dir)
             classes[class_dir.name] = self._images_in(class_dir, skipped)
             if defines_classes and not classes[class_dir.name]:
                 raise DatasetError(
@@ -263,7 +294,7 @@ class ImageFolder:
         self._labels[split] = labels[index]
 
     def _read_split_layout(self, split_dirs: dict[str, Path]) -> None:
-        trees = {split: self._scan(folder, self._skipped[split], split == "train")
+        trees = {split: self._scan(folder, self._skipped[split], split == "train", split)
                  for split, folder in split_dirs.items()}
         self._set_classes(list(trees.values()))
         flat = {split: self._flatten(tree) for split, tree in trees.items()}

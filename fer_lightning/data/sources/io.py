@@ -224,7 +224,7 @@ _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _GREY_MODES = ("L", "1", "LA", "La", *_SIXTEEN_BIT)
 
 
-def _to_uint8(image: Image.Image, colour: str) -> np.ndarray:
+def to_uint8(image: Image.Image, colour: str) -> np.ndarray:
     """A decoded Pillow image -> uint8 (H, W, 3) (``colour="rgb"``) or, with
     ``colour="keep"``, (H, W) for greyscale files and (H, W, 3) otherwise.
 
@@ -255,7 +255,7 @@ def read_image(path: Path, where: str = "", colour: str = "rgb") -> np.ndarray:
     """
     try:
         with Image.open(path) as image:
-            return _to_uint8(image, colour)
+            return to_uint8(image, colour)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise _decode_error(path, where, error) from None
 
@@ -287,7 +287,7 @@ def read_crop(path: Path, box: Sequence[int], where: str = "") -> tuple[np.ndarr
             if clipped is None:
                 raise DatasetError(f"{path}{where}: {box_outside(box, *image.size)}")
             x, y, w, h = clipped
-            return _to_uint8(image.crop((x, y, x + w, y + h)), "rgb"), clipped
+            return to_uint8(image.crop((x, y, x + w, y + h)), "rgb"), clipped
     except DatasetError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
@@ -343,13 +343,26 @@ def decode_problem(path: Path) -> str | None:
     return None
 
 
-def box_problem(path: Path, box: Sequence[int]) -> str | None:
-    """Why face ``box`` cannot be cropped from ``path`` (read from its header), or None."""
+def box_not_within(box: Sequence[int], width: int, height: int) -> str | None:
+    """The message for a face box that does not lie inside its image, or None."""
+    x, y, w, h = box
+    if x >= 0 and y >= 0 and x + w <= width and y + h <= height:
+        return None
+    return (f"face box (left, top, right, bottom) = ({x}, {y}, {x + w}, {y + h}) does not "
+            f"lie inside the {width}x{height} image; expected a box within the image (were "
+            f"the images resized after the labels were written?)")
+
+
+def box_problem(path: Path, box: Sequence[int], within: bool = False) -> str | None:
+    """Why face ``box`` cannot be cropped from ``path`` (read from its header), or None;
+    ``within``: the box must lie inside the image, not merely overlap it."""
     try:
         with Image.open(path) as image:
             size = image.size
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         return f"cannot be decoded ({error})"
+    if within:
+        return box_not_within(box, *size)
     return None if clip_box(box, *size) is not None else box_outside(box, *size)
 
 
@@ -362,7 +375,7 @@ def image_problems(images: Sequence[ListedImage], full: bool = False) -> list[st
         why = decode_problem(image.path) if full and image.path.is_file() \
             else header_problem(image.path)
         if why is None and image.box is not None:
-            why = box_problem(image.path, image.box)
+            why = box_problem(image.path, image.box, image.box_within)
         if why is not None:
             where = f" ({image.where})" if image.where else ""
             problems.append(f"{image.path}{where}: {why}")

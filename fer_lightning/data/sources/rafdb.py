@@ -59,6 +59,28 @@ root/
   Image/original/train_00001.jpg ...          (data.source.variant=original)"""
 
 
+def _prefix(where: str, name: str) -> str:
+    """The partition a label-file name is written with (``train`` / ``test``)."""
+    prefix = name.split("_", 1)[0]
+    if prefix not in PARTITIONS:
+        raise ValueError(f"{where}: image name {name!r} starts with neither 'train_' "
+                         f"nor 'test_' (the split is the name prefix)")
+    return prefix
+
+
+def _normalised(where: str, name: str, prefix: str) -> str:
+    """``name`` with ``.``, ``..`` and repeated separators resolved, as the file system
+    reads it, so the prefix and duplicate checks see the file actually read: written
+    ``test_/../train_00001.jpg`` is train_00001.jpg, a train image, and must not count as
+    a test image."""
+    normal = os.path.normpath(name.replace("\\", "/")).replace(os.sep, "/")
+    if normal.split("_", 1)[0] != prefix:
+        raise ValueError(f"{where}: image name {name!r} is {normal!r} once '..' and '.' are "
+                         f"resolved, so its prefix says '{prefix}_' but the file read is a "
+                         f"'{normal.split('_', 1)[0]}_' image; write the name as it is")
+    return normal
+
+
 class RafDB:
     """RAF-DB basic (7 classes) from its label file and aligned or original images.
 
@@ -165,13 +187,7 @@ class RafDB:
             if not label.isdigit() or not 1 <= int(label) <= len(CLASS_NAMES):
                 raise ValueError(f"{where}: label {label!r} of {name} is not in 1..7 "
                                  f"({', '.join(CLASS_NAMES)})")
-            prefix = name.split("_", 1)[0]
-            if prefix not in PARTITIONS:
-                raise ValueError(f"{where}: image name {name!r} starts with neither 'train_' "
-                                 f"nor 'test_' (the split is the name prefix)")
-            if name in seen:
-                raise ValueError(f"{where}: {name} is listed twice (first at line {seen[name]})")
-            seen[name] = number
+            prefix = _prefix(where, name)
             path = under_root(self.image_dir, self._file_name(name))
             if path is None:
                 if not any(self._skipped.values()):  # the first such row, not every one
@@ -179,6 +195,10 @@ class RafDB:
                                 where, name, self.image_dir)
                 self._skipped[prefix][OUTSIDE_ROOT] += 1
                 continue
+            name = _normalised(where, name, prefix)
+            if name in seen:
+                raise ValueError(f"{where}: {name} is listed twice (first at line {seen[name]})")
+            seen[name] = number
             names.append(name)
             labels.append(int(label) - 1)
             lines.append(number)

@@ -5,6 +5,8 @@ fails in seconds, naming the dataset, split and reason) and that ``python -m
 fer_lightning.data summary`` runs to exit non-zero:
 
 - at least two classes, and training samples of at least two of them;
+- whatever the source's own ``class_problems()`` reports, where it has one (image
+  folders: class folders differing only in case, val / test classes train lacks);
 - every split this form of the dataset has holds samples after its skips (a split the
   form does not have, such as FER2013 train.csv's test split, is not a problem here);
 - with ``required`` splits (``val`` when fitting), that they exist;
@@ -22,6 +24,7 @@ import numpy as np
 from fer_lightning.checks import check_choice
 from fer_lightning.data.sources import io
 from fer_lightning.data.sources.base import DatasetError, ImageFileSource, ListedImage, Source
+from fer_lightning.errors import ConfigError
 
 #: How thoroughly listed image files are checked: not at all, by their header, decoded.
 IMAGE_CHECKS = ("none", "header", "full")
@@ -40,6 +43,9 @@ def split_problems(source: Source, splits: Sequence[str],
     if len(names) < 2:
         problems.append(f"{len(names)} class ({', '.join(names)}); a classifier needs at "
                         f"least two")
+    class_problems = getattr(source, "class_problems", None)
+    if callable(class_problems):
+        problems += class_problems()
     for split in required:
         if split not in splits:
             why = (unavailable or {}).get(split, "the source does not provide it")
@@ -88,6 +94,39 @@ def dataset_problems(source: Source, splits: Sequence[str],
     pass over a broken copy shows everything to fix."""
     return split_problems(source, splits, unavailable, required) + \
         image_problems(source, splits, images)
+
+
+def causes(error: BaseException) -> list[BaseException]:
+    """``error`` and the errors it was raised from, outermost first (Hydra's
+    InstantiationException wraps what a source's constructor raised)."""
+    chain: list[BaseException] = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def user_error(error: BaseException) -> ValueError | None:
+    """The one-line error a user gets for ``error``, raised while a dataset was read,
+    or None when it is a defect to show with its traceback.
+
+    A ConfigError or DatasetError in the chain is returned as it is; a ValueError,
+    UnicodeError or OSError raised by a source (a bad label file, a missing column, an
+    unreadable file) becomes a DatasetError with the same message, unless its message
+    names a config key (``data.<key> ...``), which makes it a ConfigError. The data
+    summary and training both go through here, so they stop on the same line.
+    """
+    chain = causes(error)
+    for link in chain:
+        if isinstance(link, (ConfigError, DatasetError)):
+            return link
+    innermost = chain[-1]
+    if not isinstance(innermost, (ValueError, OSError)):
+        return None
+    message = str(innermost)
+    if message.startswith("data."):
+        return ConfigError(message)
+    return DatasetError(message)
 
 
 def describe(source: Source) -> str:

