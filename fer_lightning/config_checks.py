@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import get_class
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning.speed import SPEED_KEYS
@@ -115,7 +115,7 @@ def _accepted(node: DictConfig, key: str) -> list[str] | None:
     if not isinstance(target, str):
         return None
     try:
-        parameters = inspect.signature(get_class(target)).parameters
+        parameters = inspect.signature(get_object(target)).parameters  # a class or a factory function
     except Exception:  # noqa: BLE001 - an unimportable target fails later with its own message
         return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):

@@ -20,7 +20,7 @@ def test_predict_help_lists_its_keys_and_no_training_groups(tmp_path):
     assert "  backend=torch\n      torch: the checkpoint's net with PyTorch" in page
     assert "  out=${paths.output_dir}\n" in page  # Hydra's $-substitution left it intact
     assert "Groups it takes: none" in page
-    for word in ("model:", "loss", "mini_xception", *PRIVATE, "== Config =="):
+    for word in ("model:", "  model ", "loss", "ms_fpn", *PRIVATE, "== Config =="):
         assert word not in page
     assert not list(tmp_path.iterdir()), "--help wrote files"
 
