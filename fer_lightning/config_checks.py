@@ -115,7 +115,7 @@ def _accepted(node: DictConfig, key: str) -> list[str] | None:
     if not isinstance(target, str):
         return None
     try:
-        parameters = inspect.signature(get_object(target)).parameters  # a class or a factory function
+        parameters = inspect.signature(get_object(target)).parameters  # class or factory
     except Exception:  # noqa: BLE001 - an unimportable target fails later with its own message
         return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
