@@ -10,7 +10,7 @@ import argparse
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks import data_path, families, inference, landmarks, mba, ms_fpn, sources
+from benchmarks import data_path, families, inference, landmarks, mba, ms_fpn, sources, startup
 from benchmarks.common import RESULTS, best_rate, machine, train_step_rate
 from fer_lightning.data.sources.synthetic import SyntheticFaces
 
@@ -44,8 +44,9 @@ def main() -> None:
         rate, params = train_step_rate(["model=mini_xception", f"head={head}"])
         lines.append(f"| mini_xception head={head} ({params:,} params) train images / s, "
                      f"48x48, batch 32, fp32 | {rate:.0f} |")
-    for section in (data_path.rows, mba.rows, families.rows, families.overhead_rows, ms_fpn.rows,
-                    sources.rows, landmarks.rows, inference.rows):
+    for section in (startup.rows, data_path.rows, mba.rows, families.rows,
+                    families.overhead_rows, ms_fpn.rows, sources.rows, landmarks.rows,
+                    inference.rows):
         lines += section()
         print("\n".join(lines[-3:]), flush=True)
     text = "\n".join(lines) + "\n"
