@@ -67,7 +67,8 @@ def makefile_installs(path: str | None = None, cpu_index: str = "reachable") -> 
     for a fresh environment, with ``PATH`` as given (which decides the torch wheels)."""
     environment = {**os.environ, **({"PATH": path} if path is not None else {})}
     done = subprocess.run([shutil.which("make") or "make", "-n", "-B", "setup",
-                           "VENV=/nonexistent/venv", f"CPU_INDEX={cpu_index}"], cwd=ROOT, env=environment,
+                           "VENV=/nonexistent/venv", f"CPU_INDEX={cpu_index}"],
+                          cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=60, check=True)
     return pip_installs(done.stdout.splitlines())
 
