@@ -128,8 +128,10 @@ def next_steps(output_dir: str | Path, best: str | None) -> list[str]:
 
 
 #: How to get a model for real photos, said with the synthetic-checkpoint warning.
-REAL_MODEL_HINT = ("for a real model train on a real dataset, e.g. python -m fer_lightning "
-                   "data=fer2013 data.root=/path/to/fer2013 (README \"Real datasets\")")
+REAL_MODEL_HINT = ("for a real model run `make weights` (the published FER2013 mini_XCEPTION, "
+                   "which predict then uses without ckpt_path), or train on a real dataset, "
+                   "e.g. python -m fer_lightning data=fer2013 data.root=/path/to/fer2013 "
+                   "(README \"Real datasets\")")
 
 
 def trained_on_synthetic(config: Mapping[str, Any] | None,
