@@ -14,27 +14,18 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import lightning as L
 import torch
 
 from fer_lightning.config import compose_config
 
+from .common import best_rate
+
 BATCH = 512
 CEILING_SIZE = 8192
 EPOCH_SIZE = 2048
-
-
-def best_rate(work: Callable[[], int], repeats: int = 3) -> float:
-    """Items per second of the fastest of ``repeats`` calls of ``work`` (after one warm-up)."""
-    work()
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        items = work()
-        rates.append(items / (time.perf_counter() - start))
-    return max(rates)
 
 
 def datamodule(overrides: Iterable[str], scratch: str):
@@ -66,7 +57,8 @@ def ceiling_row(scratch: str, augment: bool) -> str:
             count += len(module.batch_transform(batch, training=True)["image"])
         return count
 
-    loader_rate, bare_rate = best_rate(through_loader), best_rate(bare_gather)
+    loader_rate, bare_rate = (best_rate(through_loader, repeats=3, warmup=1),
+                               best_rate(bare_gather, repeats=3, warmup=1))
     kind = "with augmentation" if augment else "no augmentation"
     return (f"| data path, training loader + transform / bare uint8 gather + transform, "
             f"batch {BATCH}, 1 thread, {kind} | {loader_rate:,.0f} / {bare_rate:,.0f} "
