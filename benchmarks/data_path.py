@@ -47,7 +47,7 @@ def ceiling_row(scratch: str, augment: bool) -> str:
     def through_loader() -> int:
         count = 0
         for batch in module.train_dataloader():
-            count += len(module.device_batch(batch, training=True)["image"])
+            count += len(module.batch_transform(batch, training=True)["image"])
         return count
 
     def bare_gather() -> int:

@@ -369,13 +369,4 @@ class FERDataModule(L.LightningDataModule):
         training = self.trainer is not None and self.trainer.training
         if training:  # each batch's augmentation and dropout follow from (seed, batch)
             torch.manual_seed(step_seed(self.seed, self._batch_count()))
-        return self.device_batch(batch, training)
-
-    def device_batch(self, batch: dict[str, torch.Tensor], training: bool
-                     ) -> dict[str, torch.Tensor]:
-        """A batch on its device -> the network's input: uint8 images (the batched path)
-        become floats in [0, 1], then the batch transform augments (``training``),
-        encodes and normalises."""
-        if batch["image"].dtype == torch.uint8:
-            batch = {**batch, "image": batch["image"].float().div_(255.0)}
-        return self.batch_transform(batch, training=training)
+        return self.batch_transform(batch, training=training)  # uint8 -> [0, 1] floats there
