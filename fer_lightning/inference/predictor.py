@@ -11,7 +11,8 @@ the checkpoint or the ONNX file):
   faces) use MTCNN and a crop margin of 0.05 of the box side on every side: an MTCNN box
   spans brows to chin, about the framing of those datasets (measured on skimage's
   astronaut, matplotlib's grace_hopper and LFW crops; see docs/inference.md). With
-  ``detector=hog`` the margin is 0.15 (dlib's boxes are tighter).
+  ``detector=hog`` the margin is 0.15 (dlib's boxes are tighter); with ``detector=haar``
+  (OpenCV's cascade) it is 10 pixels on every side, the crop of the ``fer`` package.
 
 A ``Predictor`` never exports: ``backend="onnx"`` on a ``.ckpt`` runs the ``.onnx`` file
 next to it (``onnx_path``) only when its metadata holds this checkpoint's SHA-256; the
@@ -51,25 +52,30 @@ DEFAULT_DETECTOR = "mtcnn"
 
 
 
-#: Crop margin per detector for models trained on pre-cropped faces (module docstring).
-PRECROPPED_MARGIN = {"mtcnn": 0.05, "hog": 0.15}
+#: Crop margin per detector for models trained on pre-cropped faces (module docstring):
+#: a fraction of the box side, and pixels (``PRECROPPED_MARGIN_PX``) added on every side.
+PRECROPPED_MARGIN = {"mtcnn": 0.05, "hog": 0.15, "haar": 0.0}
+PRECROPPED_MARGIN_PX = {"mtcnn": 0.0, "hog": 0.0, "haar": 10.0}
 
 
 
 def face_cropper(model: TrainedModel, detector: str | None = None,
-                 margin: float | None = None) -> FaceCropper:
+                 margin: float | None = None, margin_px: float | None = None) -> FaceCropper:
     """The face detector and crop for photos (module docstring): the run's own when it
     trained on photos it cropped, else MTCNN with the pre-cropped framing margin."""
     trained = model.photo_cropper
     if trained is not None:
         name = detector or trained.detector.name
         margin = trained.margin if margin is None else margin
-        if name == trained.detector.name and margin == trained.margin:
+        margin_px = trained.margin_px if margin_px is None else margin_px
+        if (name, margin, margin_px) == (trained.detector.name, trained.margin,
+                                         trained.margin_px):
             return trained
-        return FaceCropper(name, margin, trained.select)
+        return FaceCropper(name, margin, trained.select, margin_px)
     name = detector or DEFAULT_DETECTOR
     check_choice("detector", name, DETECTORS)
-    return FaceCropper(name, PRECROPPED_MARGIN[name] if margin is None else margin)
+    return FaceCropper(name, PRECROPPED_MARGIN[name] if margin is None else margin,
+                       margin_px=PRECROPPED_MARGIN_PX[name] if margin_px is None else margin_px)
 
 
 
@@ -80,7 +86,8 @@ class Predictor:
 
     def __init__(self, model: TrainedModel, detect: bool = True, detector: str | None = None,
                  margin: float | None = None, batch_size: int = 32, tta: str = "none",
-                 tta_crop: float = 0.92, max_pixels: int | None = MAX_PIXELS) -> None:
+                 tta_crop: float = 0.92, max_pixels: int | None = MAX_PIXELS,
+                 margin_px: float | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         if max_pixels is not None and (isinstance(max_pixels, bool) or max_pixels < 1):
@@ -88,7 +95,7 @@ class Predictor:
         #: Images over this many pixels are refused before decoding (``media.load_image``).
         self.max_pixels = max_pixels
         self.model = model
-        self.cropper = face_cropper(model, detector, margin) if detect else None
+        self.cropper = face_cropper(model, detector, margin, margin_px) if detect else None
         self.batch_size = batch_size
         self.transform = TestTimeAugmentation(model.transform, tta, tta_crop)
 
