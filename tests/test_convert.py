@@ -208,3 +208,33 @@ def test_export_of_the_converted_model_matches_pytorch(converted_path, tmp_path)
     report = export_onnx(converted_path, tmp_path / "model.onnx", images=[astronaut(160)])
     assert report.dynamic_batch
     assert report.max_abs_diff <= 1e-4 and report.max_abs_diff_batch1 <= 1e-4
+
+
+def test_predict_with_haar_and_linear_resize_gives_fer_inputs_and_happy(converted_path,
+                                                                         tmp_path):
+    """detector=haar resize=linear: fer's box (177, 66, 95, 95 on this photo) and the
+    imported model's happy on the smiling astronaut (benchmarks/race_predict.py)."""
+    import skimage
+
+    from fer_lightning.config import compose_config
+    from fer_lightning.predict import predict
+
+    photo = Path(skimage.__file__).parent / "data" / "astronaut.png"
+    summary = predict(compose_config(
+        [f"input={photo}", f"ckpt_path={converted_path}", "detector=haar", "resize=linear",
+         "progress=false"], tmp_path / "out", config_name="predict"))
+    assert summary["faces"] == 1 and summary["labels"] == {"happy": 1}
+    row = json.loads((tmp_path / "out" / "predictions.jsonl").read_text().splitlines()[0])
+    assert row["box"] == [177, 66, 272, 161]
+
+
+def test_predict_refuses_an_unknown_resize(converted_path, tmp_path):
+    from fer_lightning.config import compose_config
+    from fer_lightning.errors import ConfigError
+    from fer_lightning.predict import predict
+
+    photo = tmp_path / "face.png"
+    photo.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"resize must be one of \['antialias', 'linear'\], got 'cubic'"):
+        predict(compose_config([f"input={photo}", f"ckpt_path={converted_path}",
+                                "resize=cubic"], tmp_path / "out", config_name="predict"))
