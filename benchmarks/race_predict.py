@@ -18,6 +18,13 @@ repository root::
 The folder: skimage's astronaut, matplotlib's grace_hopper, their mirror images, and the
 first ``LFW_FACES`` faces of ``skimage.data.lfw_subset()`` (25 x 25) enlarged to 150 px
 on a 300 x 300 canvas of their own mean grey (Haar needs faces of 50 px or more).
+Whole processes (start-up included), the two commands in turn::
+
+    OMP_NUM_THREADS=1 farm-bench -n 3 --timeout 600 -- python -m fer_lightning.predict \
+      input=/tmp/race_photos detector=haar resize=linear \
+      ckpt_path=weights/fer2013_mini_xception.ckpt out=/tmp/race_cmd progress=false \
+      --vs '/tmp/kerasenv/bin/python benchmarks/race_predict.py fer-folder /tmp/race_photos'
+
 Latency: median of ``REPEATS`` calls per photo at batch 1 (the four photos) after a
 warm-up; throughput: the whole folder, images per second. One thread each side.
 """
@@ -102,6 +109,20 @@ def run_fer(folder: Path) -> dict:
             for face in detector.detect_emotions(str(path))]
     return {"tool": f"fer (Keras, tensorflow {tf.__version__})", "faces": faces,
             **timed(lambda path: detector.detect_emotions(str(path)), files)}
+
+
+def run_fer_folder(folder: Path) -> None:
+    """fer over the folder once, printing one line per face: the side of a whole-process
+    race (``farm-bench``) with ``python -m fer_lightning.predict``."""
+    import tensorflow as tf
+    from fer.fer import FER
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    detector = FER(use_tflite=False)
+    for path in files_of(folder):
+        for face in detector.detect_emotions(str(path)):
+            print(path.name, face["box"], max(face["emotions"], key=face["emotions"].get))
 
 
 def command_faces(folder: Path, out: Path, resize: str) -> dict:
@@ -200,6 +221,8 @@ def compare(fer_files: list[str], ours_files: list[str]) -> str:
 def main(argv: list[str]) -> None:
     if argv[:1] == ["folder"] and len(argv) == 2:
         make_folder(Path(argv[1]))
+    elif argv[:1] == ["fer-folder"] and len(argv) == 2:
+        run_fer_folder(Path(argv[1]))
     elif argv[:1] == ["fer"] and len(argv) == 3:
         Path(argv[2]).write_text(json.dumps(run_fer(Path(argv[1])), indent=1))
     elif argv[:1] == ["ours"] and len(argv) in (3, 4):
