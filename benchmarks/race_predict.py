@@ -4,9 +4,9 @@ benchmarks/race_fer.py runs fer's pipeline on both sides; here our side is our c
 ``python -m fer_lightning.predict input=DIR detector=haar`` (OpenCV's Haar cascade with
 fer's settings, a square crop 10 px larger on every side, our grey conversion and
 ``resize=linear``, the resampling fer uses; ``antialias``, predict's default, as a
-fourth argument) for the top classes, and its Python API (``Predictor``, the code the command runs) for
-the timings, against ``FER(use_tflite=False)`` (the same Keras weights). Run from the
-repository root::
+fourth argument) for the top classes, and its Python API (``Predictor``, the code the
+command runs) for the timings, against ``FER(use_tflite=False)`` (the same Keras
+weights). Run from the repository root::
 
     python -m benchmarks.race_predict folder /tmp/race_photos              # project venv
     for i in 1 2 3; do                                                     # interleaved
@@ -131,7 +131,8 @@ def command_faces(folder: Path, out: Path, resize: str) -> dict:
     import csv
 
     subprocess.run([sys.executable, "-m", "fer_lightning.predict", f"input={folder}",
-                    "detector=haar", f"resize={resize}", f"ckpt_path={CKPT}", f"out={out}", "progress=false"],
+                    "detector=haar", f"resize={resize}", f"ckpt_path={CKPT}", f"out={out}",
+                    "progress=false"],
                    check=True, cwd=ROOT, capture_output=True)
     faces: dict[str, list] = {}
     with (out / "predictions.csv").open() as handle:

@@ -283,6 +283,7 @@ def test_predict_refuses_an_unknown_resize(converted_path, tmp_path):
 
     photo = tmp_path / "face.png"
     photo.write_bytes(b"")
-    with pytest.raises(ConfigError, match=r"resize must be one of \['antialias', 'linear'\], got 'cubic'"):
+    refusal = r"resize must be one of \['antialias', 'linear'\], got 'cubic'"
+    with pytest.raises(ConfigError, match=refusal):
         predict(compose_config([f"input={photo}", f"ckpt_path={converted_path}",
                                 "resize=cubic"], tmp_path / "out", config_name="predict"))
