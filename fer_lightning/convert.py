@@ -33,10 +33,11 @@ import torch
 
 from fer_lightning.build import build_loss, build_module, build_net
 from fer_lightning.checkpoint import METADATA_KEY
+from fer_lightning.cli import run_command
 from fer_lightning.config import compose_config
 from fer_lightning.data.sources.fer2013 import CLASS_NAMES
+from fer_lightning.errors import ConvertError
 from fer_lightning.nets import keras_import
-from fer_lightning.nets.keras_import import KerasImportError
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +111,21 @@ def convert(source: str | Path, out: str | Path, class_names: Sequence[str] | No
     return out
 
 
+def convert_command(argv: Sequence[str]) -> tuple[Path, Path]:
+    """(SRC, DST) of a finished conversion of the command line ``argv``."""
+    source, options = parse(argv)
+    names = [name.strip() for name in options.pop("class_names", "").split(",")
+             if name.strip()]
+    return source, convert(source, options.pop("out"), names or None, **options)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line (module docstring); exit status 2 with a one-line message on bad
-    input."""
+    """The command line (module docstring); bad input ends it with one line
+    ``Convert error: ...`` and exit status 1, like every command (``cli.run_command``)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        source, options = parse(sys.argv[1:] if argv is None else argv)
-        names = [name.strip() for name in options.pop("class_names", "").split(",")
-                 if name.strip()]
-        out = convert(source, options.pop("out"), names or None, **options)
-    except (ValueError, KerasImportError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    source, out = run_command(
+        lambda: convert_command(sys.argv[1:] if argv is None else argv),
+        also=(ValueError, OSError), prefix=ConvertError.prefix)
     print(f"Wrote {out}: Keras {source.name} as a fer_lightning checkpoint "
           f"(python -m fer_lightning.predict ckpt_path={out} input=photo.jpg)")
     return 0

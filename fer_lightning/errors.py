@@ -63,6 +63,13 @@ class MissingPackage(FerError, ImportError):
     prefix = "Missing package"
 
 
+class ConvertError(FerError, ValueError):
+    """A file ``python -m fer_lightning.convert`` cannot import (not HDF5, not a Keras
+    mini_XCEPTION, wrong class names); the message names the file and what was found."""
+
+    prefix = "Convert error"
+
+
 class ReportError(FerError, ValueError):
     """A report cannot be made (no such path, no runs); the message says which."""
 

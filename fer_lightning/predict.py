@@ -222,6 +222,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             ckpt_path, backend=str(cfg.backend), onnx_path=onnx_path,
             device=str(cfg.device), landmarks=cfg.get("landmarks"), detect=bool(cfg.detect),
             detector=cfg.get("detector"), margin=cfg.get("margin"),
+            margin_px=cfg.get("margin_px"), resize=str(cfg.get("resize", "antialias")),
             batch_size=int(cfg.batch_size), tta=str(cfg.tta), tta_crop=float(cfg.tta_crop),
             max_pixels=cfg.get("max_pixels", MAX_PIXELS))
     except ConfigError:

@@ -81,10 +81,21 @@ def shipped_targets(conf_dir: Path = CONF_DIR) -> frozenset[str | None]:
     return frozenset(targets)
 
 
+#: Targets the package's config files named before (callbacks since moved behind
+#: fer_lightning's own factories): checkpoints written then store them and keep loading.
+FORMERLY_SHIPPED = frozenset({
+    "lightning.pytorch.callbacks.ModelCheckpoint",
+    "lightning.pytorch.callbacks.RichModelSummary",
+    "lightning.pytorch.callbacks.RichProgressBar",
+    "fer_lightning.launch.LaunchReport",
+})
+
+
 def trusted_targets() -> frozenset[str | None]:
-    """:func:`shipped_targets` plus the classes named in :data:`TRUST_ENV`."""
+    """:func:`shipped_targets` and :data:`FORMERLY_SHIPPED`, plus the classes named in
+    :data:`TRUST_ENV`."""
     extra = {name.strip() for name in os.environ.get(TRUST_ENV, "").split(",") if name.strip()}
-    return shipped_targets() | extra
+    return shipped_targets() | FORMERLY_SHIPPED | extra
 
 
 def _walk(node: Any) -> Iterator[tuple[str, Any]]:

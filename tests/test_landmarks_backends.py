@@ -26,6 +26,7 @@ from fer_lightning.data.landmarks.config import QualityFilter
 from fer_lightning.data.landmarks.dlib_backend import DlibExtractor
 from fer_lightning.data.landmarks.face_crop import (
     FaceCropper,
+    HaarDetector,
     HogDetector,
     apply_crop,
     crop_box,
@@ -114,6 +115,36 @@ def test_crop_box_is_square_with_margin_and_pads_outside() -> None:
     crop = apply_crop(image, np.array([-1, -1, 3, 3]))
     assert crop.shape == (4, 4)
     assert crop[0, 0] == image[0, 0] and crop[1, 1] == image[0, 0] and crop[3, 3] == image[2, 2]
+
+
+def test_crop_box_margin_in_pixels_is_the_fer_package_crop() -> None:
+    """fer: a square Haar box (x, y, w, w) is cut as [x - 10, x + w + 10) on both axes."""
+    np.testing.assert_array_equal(crop_box(np.array([177, 66, 272, 161]), 0.0, 10.0),
+                                  [167, 56, 282, 171])
+    np.testing.assert_array_equal(crop_box(np.array([10, 20, 50, 40]), 0.25, 5.0),
+                                  [-5, -5, 65, 65])  # fraction first, then pixels
+    with pytest.raises(ValueError, match="margin_px must be >= 0"):
+        FaceCropper("haar", margin=0.0, margin_px=-1)
+
+
+def test_haar_finds_the_astronaut_face_only() -> None:
+    """OpenCV's cascade with fer's settings: one box (no mission patch) around the face."""
+    image = load_photo("astronaut")
+    boxes, scores = HaarDetector().detect(image)
+    assert boxes.shape == (1, 4) and scores.shape == (1,) and scores[0] >= 5
+    face = boxes[0]
+    assert inside(np.array([224, 126]), face)  # MediaPipe's nose tip on this photo
+    assert 80 <= face[2] - face[0] <= 120 and face[2] - face[0] == face[3] - face[1]
+    hog = FaceCropper("hog").detect(image)
+    overlap = (min(face[2], hog[2]) - max(face[0], hog[0])) * \
+        (min(face[3], hog[3]) - max(face[1], hog[1]))
+    assert overlap > 0.6 * (hog[2] - hog[0]) * (hog[3] - hog[1])  # same face as dlib's
+    assert not len(HaarDetector().detect(np.full((200, 200, 3), 128, np.uint8))[0])
+
+
+def test_haar_rejects_a_scale_factor_that_never_shrinks() -> None:
+    with pytest.raises(ValueError, match="scale_factor must be > 1, got 1.0"):
+        HaarDetector(scale_factor=1.0)
 
 
 # -- real photos -----------------------------------------------------------------------

