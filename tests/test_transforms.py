@@ -192,6 +192,26 @@ def test_augment_parameters_follow_the_kornia_random_affine_distributions():
     assert scale[0] <= ours["scale"].min() and ours["scale"].max() <= scale[1]
 
 
+def test_warp_equals_the_kornia_random_affine_it_replaced():
+    """Same parameters, same pixels as kornia's RandomAffine (its matrix and warp, border
+    padding): a positive angle turns the image the way kornia turns it (clockwise on
+    screen), scale and shift about the same centre."""
+    from kornia.geometry.transform import get_affine_matrix2d, warp_affine
+
+    size, batch = 24, 6
+    augment = LandmarkAugment(hflip=0.0, rotate=30.0, scale=(0.8, 1.2), translate=0.1)
+    params = augment.draw(batch, generator=torch.Generator().manual_seed(5))
+    image = torch.rand(batch, 1, size, size, generator=torch.Generator().manual_seed(6))
+    ours, _, _ = augment(image.clone(), torch.full((batch, 1, 2), 0.5), params=params)
+    centre = torch.full((batch, 2), (size - 1) / 2)
+    matrix = get_affine_matrix2d(params["shift"] * size, centre,
+                                 params["scale"][:, None].expand(batch, 2), params["angle"])
+    theirs = warp_affine(image, matrix[:, :2], (size, size), padding_mode="border",
+                         align_corners=False)
+    assert params["angle"].abs().min() > 1.0  # a sign error could not hide
+    assert torch.allclose(ours, theirs, atol=1e-4)
+
+
 def test_warp_samples_where_the_matrices_say_and_points_follow():
     """A linear ramp is reproduced exactly by bilinear sampling, so every output pixel
     must hold the ramp at its pre-image, and every moved point must read the value its

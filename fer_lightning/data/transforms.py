@@ -85,7 +85,8 @@ def affine_matrices(params: Mapping[str, torch.Tensor], height: int, width: int
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """(forward, inverse) (B, 3, 3) maps of continuous pixel coordinates (pixel ``i``
     spans [i, i + 1)): flip about the vertical axis, then rotate by ``angle`` and scale
-    about the image centre, then shift. ``forward`` moves points, ``inverse`` says where
+    about the image centre, then shift. A positive angle turns the image clockwise on
+    screen (y points down), as kornia's ``RandomAffine`` does. ``forward`` moves points, ``inverse`` says where
     each output pixel samples the input. Both are built in closed form, so nothing is
     inverted (``torch.linalg.inv`` checks for singular matrices with a host sync)."""
     angle = torch.deg2rad(params["angle"])
@@ -94,13 +95,14 @@ def affine_matrices(params: Mapping[str, torch.Tensor], height: int, width: int
     size = torch.tensor([width, height], dtype=angle.dtype, device=angle.device)
     centre = size / 2
     target = centre + params["shift"] * size
-    # forward: p' = R S (F p - c) + c + shift, with F p = (sign * (x - c_x) + c_x, y)
-    linear = torch.stack([torch.stack([cos * sign, sin], -1),
-                          torch.stack([-sin * sign, cos], -1)], -2) * scale[:, None, None]
+    # forward: p' = R S (F p - c) + c + shift, with F p = (sign * (x - c_x) + c_x, y) and
+    # R = [[cos, -sin], [sin, cos]] (clockwise on screen for a positive angle)
+    linear = torch.stack([torch.stack([cos * sign, -sin], -1),
+                          torch.stack([sin * sign, cos], -1)], -2) * scale[:, None, None]
     forward = _homogeneous(linear, target - (linear @ centre))
     # inverse: p = F (R^T (p' - target) / s) + c; F is its own inverse
-    inverse_linear = torch.stack([torch.stack([cos * sign, -sin * sign], -1),
-                                  torch.stack([sin, cos], -1)], -2) / scale[:, None, None]
+    inverse_linear = torch.stack([torch.stack([cos * sign, sin * sign], -1),
+                                  torch.stack([-sin, cos], -1)], -2) / scale[:, None, None]
     inverse = _homogeneous(inverse_linear, centre - (inverse_linear @ target[..., None])[..., 0])
     return forward, inverse
 
