@@ -27,38 +27,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning import checkpoint as ckpt
 from fer_lightning.callbacks import LastCheckpoint
+from fer_lightning.config import synthetic_hint
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.sources import validate
 from fer_lightning.data.sources.fer2013 import CLASS_NAMES
 from fer_lightning.errors import ConfigError
 from fer_lightning.modules.classifier import FERClassifier
-from fer_lightning.nets.base import FERNet
+from fer_lightning.nets.factory import build_net, net_class  # noqa: F401  (also importable here)
 from fer_lightning.resume import AtomicCheckpointIO
 from fer_lightning.speed import trainer_arguments
 
 log = logging.getLogger(__name__)
-
-
-def net_class(cfg: DictConfig) -> type[FERNet]:
-    """The network family named by ``model._target_``: a FERNet subclass, whose declared
-    contract (``nets/base.py``) the checks read before anything is built."""
-    family = get_class(cfg.model._target_)
-    if not (isinstance(family, type) and issubclass(family, FERNet)):
-        raise ConfigError(f"model._target_={cfg.model._target_} is not a network family: "
-                          f"it must subclass fer_lightning.nets.base.FERNet")
-    return family
-
-
-def build_net(cfg: DictConfig, num_classes: int) -> torch.nn.Module:
-    """The network of ``cfg.model`` sized for the data, with the ``cfg.head`` head."""
-    head = {key: value for key, value in OmegaConf.to_container(cfg.head, resolve=True).items()
-            if key != "name"}
-    # ``module`` names the LightningModule and its arguments (build_module).
-    model_cfg = {key: value for key, value in cfg.model.items() if key not in ("name", "module")}
-    return instantiate(model_cfg, num_classes=num_classes, in_channels=cfg.data.channels,
-                       image_size=cfg.data.image_size, head=head,
-                       use_landmarks=bool(cfg.landmarks.enabled), _convert_="all")
 
 
 def as_plain_dict(config: DictConfig | Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -97,15 +77,6 @@ def build_datamodule_or_hint(cfg: DictConfig) -> FERDataModule:
             raise known from None
         hint = cfg.get("hint_without_data") or synthetic_hint(cfg)
         raise ConfigError(f"{missing}\n{hint}") from None
-
-
-def synthetic_hint(cfg: DictConfig) -> str:
-    """How to run the same configuration on the embedded synthetic faces."""
-    overrides = ["data=synthetic"]
-    if cfg.landmarks.enabled and cfg.landmarks.name != "groundtruth":
-        overrides.append("landmarks=groundtruth")  # exact landmarks, nothing to extract
-    return ("Point data.root at your copy (data.root=/path/to/dataset), or run the same "
-            f"configuration on the embedded synthetic faces: add {' '.join(overrides)}")
 
 
 def build_module(cfg: DictConfig, net: torch.nn.Module, loss: torch.nn.Module,

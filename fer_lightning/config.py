@@ -6,31 +6,40 @@ checks cover values inside groups and combinations of groups.
 
 from __future__ import annotations
 
-import types
-import typing
-from collections.abc import Sequence
+import sys
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.utils import get_class
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from fer_lightning.build import build_net, net_class  # noqa: F401  (also importable here)
 from fer_lightning.checks import check_choice
 from fer_lightning.config_checks import data_problems, unknown_keys
+from fer_lightning.data.sources import validate
 from fer_lightning.errors import ConfigError, error_line
 from fer_lightning.launch import available_cpus
+from fer_lightning.lazy import exports_of, lazy_exports
 from fer_lightning.resolvers import (  # noqa: F401  (registers the resolvers; also importable here)
     INVALID_TASK_DIR,
     TASK_NAME,
     check_task_name,
     task_dir,
 )
+from fer_lightning.signatures import signature
+
+#: Device files present wherever a GPU driver is (NVIDIA, WSL's GPU bridge, AMD ROCm).
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/dxg",
+                    "/dev/kfd")
+
+
+#: ``build_net`` and ``net_class`` stay importable from here, imported when asked for.
+__getattr__ = lazy_exports(__name__, exports_of("fer_lightning.nets.factory", "build_net",
+                                                "net_class"))
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
@@ -139,16 +148,7 @@ def _check_trainer_values(cfg: DictConfig) -> None:
                           f"allowed values: {list(PRECISIONS)}")
 
 
-def _scalar_types(hint: Any) -> tuple[set[type], bool] | None:
-    """The scalar types (int, float, bool, str) a type hint admits and whether it admits
-    None; None when the hint names no scalar type (containers, tensors, classes)."""
-    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-    options = typing.get_args(hint) if union else (hint,)
-    scalars = {option for option in options if option in (int, float, bool, str)}
-    return (scalars, type(None) in options) if scalars else None
-
-
-def _fits(value: Any, scalars: set[type]) -> bool:
+def _fits(value: Any, scalars: Collection[type]) -> bool:
     if isinstance(value, bool):
         return bool in scalars
     if isinstance(value, int):
@@ -156,41 +156,39 @@ def _fits(value: Any, scalars: set[type]) -> bool:
     return type(value) in scalars
 
 
-def _describe(scalars: set[type]) -> str:
+def _describe(scalars: Collection[type]) -> str:
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     if float in scalars:
         scalars = scalars - {int}
     return " or ".join(names[kind] for kind in (int, float, bool, str) if kind in scalars)
 
 
-def _check_against_signature(cfg: DictConfig, key: str, skip: tuple[str, ...] = ()) -> None:
+def _check_against_signature(cfg: DictConfig, key: str, skip: tuple[str, ...] = (),
+                             allow_import: bool = True) -> None:
     """Each scalar value of the node at ``key`` must have the type its ``_target_``'s
-    signature declares (``optimizer.lr=abc`` names the key instead of failing in Adam)."""
+    signature declares (``optimizer.lr=abc`` names the key instead of failing in Adam).
+    Without ``allow_import``, only a signature cached by ``fer_lightning.signatures``."""
     node = OmegaConf.select(cfg, key)
     if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
         return  # scheduler=none's `_target_: null`: get_class would log a stray error line
-    try:
-        hints = typing.get_type_hints(get_class(node._target_).__init__)
-    except Exception:  # noqa: BLE001 - an unimportable target fails later with its own message
-        return
+    found = signature(node._target_, allow_import=allow_import)
+    if found is None:
+        return  # an unimportable target fails later with its own message
     for name in node:
-        if name.startswith("_") or name in skip or name not in hints \
+        if name.startswith("_") or name in skip or name not in found.scalars \
                 or OmegaConf.is_missing(node, name):
             continue
         value = node[name]
         if OmegaConf.is_config(value) or isinstance(value, list | dict):
             continue
-        accepted = _scalar_types(hints[name])
-        if accepted is None:
-            continue
-        scalars, optional = accepted
+        scalars, optional = found.scalars[name]
         if value is None and optional or value is not None and _fits(value, scalars):
             continue
         raise ConfigError(f"{key}.{name} must be {_describe(scalars)}"
                           f"{' or null' if optional else ''}, got {_shown(value)}")
 
 
-def _check_values(cfg: DictConfig) -> None:
+def _check_values(cfg: DictConfig, allow_import: bool = True) -> None:
     """Types and ranges of the values a user types on the command line, each named by its
     key, before any data is read or any object built."""
     check_task_name(cfg.get("task_name"))
@@ -203,8 +201,8 @@ def _check_values(cfg: DictConfig) -> None:
     _int_at_least(cfg, "data.num_workers", 0, also=(None,))
     _check_trainer_values(cfg)
     for key in ("optimizer", "scheduler", "loss", "data.source"):
-        _check_against_signature(cfg, key)
-    _check_against_signature(cfg, "model", skip=("name", "module"))
+        _check_against_signature(cfg, key, allow_import=allow_import)
+    _check_against_signature(cfg, "model", skip=("name", "module"), allow_import=allow_import)
     source = cfg.data.get("source") or {}
     for name, value in source.items():
         # split sizes are counts (a float would be a fraction, a source's own business)
@@ -238,6 +236,10 @@ def _check_progress_bar(cfg: DictConfig) -> None:
 def _check_net_builds(cfg: DictConfig) -> None:
     """Build the net on the meta device (no memory, no compute), so that what only the
     family knows (e.g. the smallest input it takes) fails before any data is read."""
+    import torch
+
+    from fer_lightning.nets.factory import build_net
+
     try:
         with torch.device("meta"):
             build_net(cfg, num_classes=2)
@@ -255,8 +257,25 @@ def _check_soft_labels(cfg: DictConfig) -> None:
                           f"distributions: add loss=soft_ce (or use label_mode=majority)")
 
 
+def preflight(cfg: DictConfig) -> None:
+    """The part of :func:`check_config` that needs nothing imported: top-level and
+    ``paths`` keys, the keys and scalar types of nodes whose targets'
+    signatures are cached (``fer_lightning.signatures``), values and ranges. A training
+    command runs it before torch and Lightning are imported, so most config errors
+    answer within a second; :func:`check_config` then checks everything."""
+    unknown = unknown_keys(cfg, allow_import=False)
+    if unknown:
+        raise ConfigError("\n".join(unknown))
+    _check_values(cfg, allow_import=False)
+    problems = data_problems(cfg)
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value or combination that cannot run."""
+    from fer_lightning.nets.factory import net_class
+
     net = net_class(cfg)  # first: the family's keys are what the key check compares with
     unknown = unknown_keys(cfg)  # then: a misspelt key explains the errors it causes
     if unknown:
@@ -278,10 +297,33 @@ def check_config(cfg: DictConfig) -> None:
     _check_net_builds(cfg)
 
 
+def may_have_a_gpu() -> bool:
+    """False where torch cannot see a GPU, known without importing torch (seconds of
+    CPU): a Linux machine with none of the device files a GPU driver creates."""
+    return sys.platform != "linux" or any(Path(path).exists() for path in GPU_DEVICE_FILES)
+
+
+def _cuda_devices() -> int:
+    """How many CUDA GPUs torch sees (0 when it cannot use CUDA)."""
+    if not may_have_a_gpu():
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _mps_available() -> bool:
+    if sys.platform != "darwin":
+        return False
+    import torch
+
+    return torch.backends.mps.is_available()
+
+
 def _uses_gpu(trainer: DictConfig) -> bool:
     """Whether Lightning will run ``trainer`` on CUDA GPUs (``auto`` picks one if visible)."""
     accelerator = str(trainer.get("accelerator", "auto"))
-    return accelerator in ("gpu", "cuda") or accelerator == "auto" and torch.cuda.is_available()
+    return accelerator in ("gpu", "cuda") or accelerator == "auto" and _cuda_devices() > 0
 
 
 def _cpu_hint(cfg: DictConfig) -> str:
@@ -302,17 +344,17 @@ def check_hardware(cfg: DictConfig) -> list[str]:
     a valid config on a laptop)."""
     trainer = cfg.trainer
     accelerator, devices = str(trainer.get("accelerator", "auto")), trainer.get("devices", 1)
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+    if accelerator in ("gpu", "cuda") and _cuda_devices() == 0:
         raise ConfigError(f"trainer.accelerator={accelerator} needs a CUDA GPU and none is "
                           f"visible on this machine (torch.cuda.is_available() is False); "
                           f"{_cpu_hint(cfg)}")
     if _uses_gpu(trainer):
         wanted = devices if _is_int(devices) else len(devices) if OmegaConf.is_list(devices) else 0
-        if wanted > torch.cuda.device_count():
+        if wanted > _cuda_devices():
             raise ConfigError(f"trainer.devices={devices} but only "
-                              f"{torch.cuda.device_count()} GPU(s) are visible")
+                              f"{_cuda_devices()} GPU(s) are visible")
         return []
-    if accelerator == "mps" or accelerator == "auto" and torch.backends.mps.is_available():
+    if accelerator == "mps" or accelerator == "auto" and _mps_available():
         return []
     problems, fixes = [], []
     if str(trainer.get("precision", "32")) == "16-mixed":
@@ -341,4 +383,52 @@ def check_hardware(cfg: DictConfig) -> list[str]:
         warnings.append(f"data.num_workers={cfg.data.num_workers} loader processes"
                         f"{f' per device ({workers} in all)' if processes > 1 else ''} on "
                         f"{cpus} cores: they compete with training for the same cores")
+    return warnings
+
+
+def synthetic_hint(cfg: DictConfig) -> str:
+    """How to run the same configuration on the embedded synthetic faces."""
+    overrides = ["data=synthetic"]
+    if cfg.landmarks.enabled and cfg.landmarks.name != "groundtruth":
+        overrides.append("landmarks=groundtruth")  # exact landmarks, nothing to extract
+    return ("Point data.root at your copy (data.root=/path/to/dataset), or run the same "
+            f"configuration on the embedded synthetic faces: add {' '.join(overrides)}")
+
+
+def check_data_root(cfg: DictConfig) -> None:
+    """Where ``data.root`` is set and missing on disk: ConfigError with the dataset
+    source's own message (the path and the layout it expects) and the experiment's
+    ``hint_without_data`` or the overrides that run on synthetic faces. Only the source
+    is built (numpy, no torch), so a missing dataset is named within a second."""
+    root = cfg.data.get("root")
+    source = cfg.data.get("source")
+    if root is None or Path(str(root)).exists() or not isinstance(source, DictConfig):
+        return
+    try:
+        instantiate(source)
+    except Exception as error:  # noqa: BLE001 - only a missing path is answered here
+        missing = next((link for link in validate.causes(error)
+                        if isinstance(link, FileNotFoundError)), None)
+        if missing is None:
+            return  # the full build reports it with its own message
+        hint = cfg.get("hint_without_data") or synthetic_hint(cfg)
+        raise ConfigError(f"{missing}\n{hint}") from None
+
+
+def check_hardware_and_data(cfg: DictConfig) -> list[str]:
+    """``check_hardware``; when the hardware is missing and so is the dataset (a paper's GPU
+    command on a laptop), one error names both problems and the command that runs here, so
+    a fix for the first does not only reveal the second."""
+    try:
+        warnings = check_hardware(cfg)
+    except ConfigError as hardware:
+        try:
+            check_data_root(cfg)
+        except ConfigError as data:
+            fix = "" if "trainer=cpu" in str(data) else \
+                "\nOn synthetic faces and this machine's CPU: add data=synthetic trainer=cpu"
+            raise ConfigError(f"2 problems stop this run:\n1. {hardware}\n2. {data}{fix}") \
+                from None
+        raise
+    check_data_root(cfg)
     return warnings

@@ -28,14 +28,13 @@ before the data is read, not after the model summary.
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
+from fer_lightning.signatures import signature
 from fer_lightning.speed import SPEED_KEYS
 
 #: Top-level keys set by experiments rather than by conf/train.yaml.
@@ -108,26 +107,24 @@ def _target(node: DictConfig, key: str) -> str | None:
     return node.get("_target_") if "_target_" in node else READERS.get(key)
 
 
-def _accepted(node: DictConfig, key: str) -> list[str] | None:
+def _accepted(node: DictConfig, key: str, allow_import: bool = True) -> list[str] | None:
     """The keys the node at ``key`` may hold, or None when any key is accepted (no
-    ``_target_``, an unimportable one, or a constructor taking ``**kwargs``)."""
+    ``_target_``, an unimportable one, a constructor taking ``**kwargs``) or when the
+    target's signature is not known without an import that ``allow_import`` forbids."""
     target = _target(node, key)
     if not isinstance(target, str):
         return None
-    try:
-        parameters = inspect.signature(get_object(target)).parameters  # class or factory
-    except Exception:  # noqa: BLE001 - an unimportable target fails later with its own message
+    found = signature(target, allow_import=allow_import)  # class or factory
+    if found is None or found.var_keyword:
         return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return None
-    passed = {"self", *PASSED_IN_CODE.get(key, ())}
-    names = [name for name, p in parameters.items()
-             if p.kind is not inspect.Parameter.VAR_POSITIONAL and name not in passed]
+    passed = set(PASSED_IN_CODE.get(key, ()))
+    names = [name for name in found.parameters if name not in passed]
     return sorted({*names, *NODE_EXTRAS.get(key, ())})
 
 
-def _unknown_in_node(node: DictConfig, key: str) -> list[tuple[str, list[str]]]:
-    accepted = _accepted(node, key)
+def _unknown_in_node(node: DictConfig, key: str, allow_import: bool = True
+                     ) -> list[tuple[str, list[str]]]:
+    accepted = _accepted(node, key, allow_import)
     if accepted is None:
         return []
     return [(f"{key}.{name}", accepted) for name in node
@@ -150,9 +147,10 @@ def _target_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
     return [(key, node) for key, node in nodes if isinstance(node, DictConfig)]
 
 
-def unknown_keys(cfg: DictConfig) -> list[str]:
+def unknown_keys(cfg: DictConfig, allow_import: bool = True) -> list[str]:
     """One message per key of ``cfg`` that nothing reads, naming the accepted keys of its
-    node and the nearest known keys."""
+    node and the nearest known keys. Without ``allow_import``, nodes whose target's
+    signature is not cached (``fer_lightning.signatures``) are not checked."""
     known = _all_keys(cfg)
     messages = []
     allowed = top_level_keys()
@@ -169,7 +167,7 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
             messages += [f"{key}.{name} is not a key of {key}; accepted keys: "
                          f"{', '.join(accepted)}" for name in node if name not in accepted]
     for key, node in _target_nodes(cfg):
-        for dotted, accepted in _unknown_in_node(node, key):
+        for dotted, accepted in _unknown_in_node(node, key, allow_import):
             if dotted.rsplit(".", 1)[-1] in PASSED_IN_CODE.get(key, ()):
                 messages.append(f"{dotted} is passed by the code that builds {key} (from "
                                 f"other settings: data.image_size, data.channels, head, "

@@ -23,32 +23,28 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
-from torch import nn
 
-from fer_lightning import checkpoint as ckpt
-from fer_lightning.build import (
-    build_datamodule_or_hint,
-    build_loss,
-    build_module,
-    build_net,
-    build_trainer,
-)
-from fer_lightning.cli import run_command
+from fer_lightning.cli import answers_help, run_command
 from fer_lightning.config import check_config, compose_config
 from fer_lightning.data.sources.base import SplitUnavailableError
 from fer_lightning.errors import ConfigError
 from fer_lightning.handles import resolve_checkpoint, synthetic_warning, trained_on_synthetic
-from fer_lightning.inference.tta import TestTimeAugmentation, TestTimeAugmentedNet, num_views
 from fer_lightning.keys import ENCODING_KEYS, INPUT_DATA_KEYS
-from fer_lightning.results import print_results, write_json
+from fer_lightning.lazy import exports_of, lazy_exports
+
+if TYPE_CHECKING:
+    import lightning as L
+
+# torch, Lightning and the checkpoint reader are imported where a checkpoint is read, so
+# that ``--help`` answers before them; the transform is importable from here as before.
+__getattr__ = lazy_exports(__name__, exports_of("fer_lightning.inference.tta",
+                                                "EvaluationTransform"))
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +66,8 @@ def checkpoint_overrides(checkpoint: Mapping[str, Any], user_overrides: Sequence
     user does not set, so user key overrides meet those groups. The run's experiment is
     not composed: the stored config already holds what it set, and its keys (task name,
     sizes of the synthetic splits) would leak into a dataset the user switches to."""
+    import fer_lightning.checkpoint as ckpt
+
     set_by_user = {override.key_or_group.lstrip("+~")
                    for override in OverridesParser.create().parse_overrides(list(user_overrides))}
     choices = checkpoint[ckpt.METADATA_KEY].get("choices") or {}
@@ -121,6 +119,8 @@ def evaluation_config(cfg: DictConfig, checkpoint: Mapping[str, Any],
                       overrides: Sequence[str]) -> DictConfig:
     """The stored run config with the user's ``overrides`` applied from the composed
     eval config ``cfg`` (module docstring), resolved."""
+    import fer_lightning.checkpoint as ckpt
+
     stored = ckpt.stored_config(checkpoint)
     final = OmegaConf.create(OmegaConf.to_container(stored))
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
@@ -197,33 +197,17 @@ def _check_landmarks_kept(final: DictConfig, stored: DictConfig) -> None:
 # -- running ---------------------------------------------------------------------------
 
 
-class EvaluationTransform(nn.Module):
-    """The run's batch transform with the dataset's labels mapped onto the checkpoint's
-    classes (``remap``) and test-time augmentation views."""
-
-    def __init__(self, transform: Any, mapping: Sequence[int] | None, num_classes: int,
-                 tta: str, crop: float) -> None:
-        super().__init__()
-        self.augmentation = TestTimeAugmentation(transform, tta, crop)
-        self.mapping = None if mapping is None else torch.as_tensor(list(mapping))
-        self.num_classes = num_classes
-
-    def forward(self, batch: dict[str, torch.Tensor], training: bool = False
-                ) -> dict[str, torch.Tensor]:
-        if self.mapping is not None:
-            mapping = self.mapping.to(batch["label"].device)
-            batch["label"] = mapping[batch["label"]]
-            if "target" in batch:  # soft labels: columns to the checkpoint's order
-                target = batch["target"].new_zeros(len(batch["target"]), self.num_classes)
-                target[:, mapping] = batch["target"]
-                batch["target"] = target
-        return self.augmentation(batch, training=training)
-
-
 def evaluate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path`` as configured by the composed eval config ``cfg`` and
     the user's ``overrides`` (default: Hydra's task overrides); returns the results also
     written to ``results.json``."""
+    import lightning as L
+
+    import fer_lightning.checkpoint as ckpt
+    from fer_lightning.build import build_datamodule_or_hint, build_trainer
+    from fer_lightning.inference.tta import EvaluationTransform, TestTimeAugmentedNet
+    from fer_lightning.results import print_results, write_json
+
     split = str(cfg.split)
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {list(SPLITS)}, got {split!r}")
@@ -277,6 +261,8 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[st
 
 def num_views_or_error(mode: str) -> int:
     """Views of a TTA mode; an unknown mode is a ConfigError."""
+    from fer_lightning.inference.tta import num_views
+
     try:
         return num_views(mode)
     except ValueError as error:
@@ -287,6 +273,11 @@ def trained_module(run: DictConfig, checkpoint: Mapping[str, Any], class_names: 
                    ) -> L.LightningModule:
     """The run's LightningModule with the checkpoint's weights (net built on the meta
     device, then given the checkpoint's tensors; the loss's class weights, a buffer, too)."""
+    import torch
+
+    import fer_lightning.checkpoint as ckpt
+    from fer_lightning.build import build_loss, build_module, build_net
+
     with torch.device("meta"):
         net = build_net(run, len(class_names))
     # The loss's class weights come from the checkpoint; neutral counts only build it.
@@ -304,6 +295,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 def with_checkpoint_choices(arguments: Sequence[str]) -> list[str]:
     """A command line (overrides and Hydra flags) with the checkpoint's group options
     inserted before the user's first override (Hydra wants the overrides in one run)."""
+    import fer_lightning.checkpoint as ckpt
+
     arguments = resolve_ckpt_argument(arguments)
     path = ckpt_path_argument(arguments)
     if path is None:
@@ -320,6 +313,7 @@ def compose_eval_config(overrides: Sequence[str], output_dir: str | Path) -> Dic
     return compose_config(with_checkpoint_choices(overrides), output_dir, config_name="eval")
 
 
+@answers_help("eval")
 def main() -> None:
     """``python -m fer_lightning.eval``: insert the checkpoint's group options into the
     command line (module docstring), then run the Hydra app."""

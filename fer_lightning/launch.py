@@ -59,11 +59,12 @@ def thread_budget() -> int | None:
 
 
 def apply_thread_budget() -> int | None:
-    """Set torch's compute threads to ``FER_THREADS`` if set; returns the number set."""
-    import torch
-
+    """Set torch's compute threads to ``FER_THREADS`` if set; returns the number set
+    (torch is imported only then)."""
     threads = thread_budget()
     if threads is not None:
+        import torch
+
         torch.set_num_threads(threads)
         log.info("torch compute threads: %d (%s)", threads, THREADS_ENV)
     return threads

@@ -25,16 +25,15 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
-from fer_lightning import checkpoint as ckpt
 from fer_lightning.checks import check_choice
-from fer_lightning.cli import run_command
+from fer_lightning.cli import answers_help, run_command
 from fer_lightning.config import compose_config  # noqa: F401  (registers the resolvers of conf/, ${launch_dir:})
 from fer_lightning.errors import ConfigError
 from fer_lightning.handles import resolve_checkpoint, synthetic_warning, trained_on_synthetic
@@ -56,16 +55,17 @@ from fer_lightning.inference.media import (  # noqa: F401  (the media API, also 
     video_frames,
     video_info,
 )
-from fer_lightning.inference.onnx_export import ensure_onnx
-from fer_lightning.inference.predictor import (  # noqa: F401  (the Python API, also here)
-    BACKENDS,
-    DEFAULT_DETECTOR,
-    PRECROPPED_MARGIN,
-    FacePrediction,
-    Predictor,
-    face_cropper,
-)
-from fer_lightning.inference.runner import TrainedModel
+from fer_lightning.lazy import exports_of, lazy_exports
+
+if TYPE_CHECKING:
+    from fer_lightning.inference.predictor import FacePrediction, Predictor
+    from fer_lightning.inference.runner import TrainedModel
+
+#: The Python API, also importable from here; imported when first asked for, so that
+#: ``--help`` and argument errors answer before torch is imported.
+__getattr__ = lazy_exports(__name__, exports_of(
+    "fer_lightning.inference.predictor", "BACKENDS", "DEFAULT_DETECTOR", "PRECROPPED_MARGIN",
+    "FacePrediction", "Predictor", "face_cropper"))
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,8 @@ def checkpoint_to_use(cfg: DictConfig) -> str:
     by ``make weights``), said on the terminal; ConfigError when neither exists."""
     if cfg.get("ckpt_path"):  # a file, a run folder, best or last (fer_lightning.handles)
         return str(resolve_checkpoint(cfg.ckpt_path, cfg.paths.log_dir, (".ckpt", ".onnx")))
+    import fer_lightning.checkpoint as ckpt
+
     default = Path(str(cfg.default_ckpt))
     if not default.is_file():
         raise ConfigError(f"no ckpt_path given, and the imported FER2013 model {default} is "
@@ -210,6 +212,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     returns the counts it prints (images, faces, no_face, unreadable, skipped, labels)."""
     from rich.console import Console
     from rich.progress import Progress
+
+    from fer_lightning.inference.onnx_export import ensure_onnx
+    from fer_lightning.inference.predictor import BACKENDS, Predictor
 
     inputs = collect_inputs(cfg.input)
     check_choice("backend", str(cfg.backend), BACKENDS)
@@ -290,6 +295,7 @@ def model_warnings(model: TrainedModel, checkpoint: str | Path) -> list[str]:
     return []
 
 
+@answers_help("predict")
 @hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point; config and checkpoint errors end with their message, exit 1."""

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 #: Keys of the trainer group read here and removed before the Trainer is built.
@@ -55,6 +54,8 @@ def apply_speed_switches(module: Any, switches: SpeedSwitches,
     """Set ``switches`` on a FERClassifier-like ``module`` (its ``net``, its
     ``channels_last`` and ``fused_optimizer`` flags); returns the module.
     ``compile_options`` go to ``torch.compile`` (default: the inductor backend)."""
+    import torch  # here: the config checks read SPEED_KEYS before torch is imported
+
     module.channels_last = switches.channels_last
     module.fused_optimizer = switches.fused_optimizer
     if switches.channels_last:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from fer_lightning.config import compose_config
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# The config checks' signature cache (fer_lightning.signatures) of this test session, not
+# the user's (subprocesses the tests start inherit it).
+os.environ.setdefault("FER_LIGHTNING_CACHE_DIR", tempfile.mkdtemp(prefix="fer-signatures-"))
 
 # Tiny synthetic splits: enough batches for every stage, seconds per run.
 TINY = (

@@ -106,9 +106,10 @@ def test_values_that_would_fail_deep_inside_fail_first_with_their_key(make_cfg, 
 
 
 def test_values_are_checked_before_any_data_is_read(make_cfg, monkeypatch):
+    from fer_lightning import build
     from fer_lightning import train as train_module
 
-    monkeypatch.setattr(train_module, "build_datamodule",
+    monkeypatch.setattr(build, "build_datamodule",
                         lambda cfg: pytest.fail("data was read before the checks"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for override in ("seed=abc", "trainer.max_epochs=abc", "optimizer.lr=abc",

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "fer_lightning.provenance", "fer_lightning.losses", "fer_lightning.data.landmarks.schema",
      "fer_lightning.trust", "fer_lightning.conf", "fer_lightning.launch",
      "fer_lightning.speed", "fer_lightning.cli_help", "fer_lightning.handles",
-     "fer_lightning.resolvers"),
+     "fer_lightning.resolvers", "fer_lightning.signatures", "fer_lightning.lazy"),
     # data and nets (never each other), metrics, the checkpoint file format
     ("fer_lightning.data", "fer_lightning.nets", "fer_lightning.metrics",
      "fer_lightning.checkpoint", "fer_lightning.finetune"),
@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "fer_lightning.budget", "fer_lightning.progress"),
     # config -> objects
     ("fer_lightning.build", "fer_lightning.config", "fer_lightning.config_checks",
-     "fer_lightning.results", "fer_lightning.input_spec"),
+     "fer_lightning.results", "fer_lightning.input_spec", "fer_lightning.fit"),
     # applying a trained net
     ("fer_lightning.inference", "fer_lightning.tta"),
     # the ablation report (reads run folders only)
@@ -48,6 +48,24 @@ LOCAL_IMPORTS_KEPT: dict[tuple[str, str], str] = {
         "start-up speed: --format json skips rich tables",
     ("fer_lightning.report.__main__", "fer_lightning.report.plots"):
         "start-up speed: matplotlib only when plots are written",
+    **dict.fromkeys([
+        ("fer_lightning.train", "fer_lightning.fit"),
+        ("fer_lightning.config", "fer_lightning.nets.factory"),
+        ("fer_lightning.data.__main__", "fer_lightning.build"),
+        ("fer_lightning.data.__main__", "fer_lightning.data.dataset"),
+        ("fer_lightning.data.__main__", "fer_lightning.data.preview"),
+        ("fer_lightning.data.__main__", "fer_lightning.data.summary"),
+        ("fer_lightning.eval", "fer_lightning.build"),
+        ("fer_lightning.eval", "fer_lightning.checkpoint"),
+        ("fer_lightning.eval", "fer_lightning.inference.tta"),
+        ("fer_lightning.eval", "fer_lightning.results"),
+        ("fer_lightning.export", "fer_lightning.inference.media"),
+        ("fer_lightning.export", "fer_lightning.inference.onnx_export"),
+        ("fer_lightning.predict", "fer_lightning.checkpoint"),
+        ("fer_lightning.predict", "fer_lightning.inference.onnx_export"),
+        ("fer_lightning.predict", "fer_lightning.inference.predictor"),
+    ], "start-up speed: --help, a config error and a missing dataset answer before torch "
+       "and Lightning are imported (tests/test_startup.py)"),
 }
 
 

@@ -20,16 +20,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.errors import InstantiationException
 
-from fer_lightning.build import build_datamodule_or_hint
 from fer_lightning.config import compose_config
-from fer_lightning.data.datamodule import FERDataModule
-from fer_lightning.data.dataset import FERDataset
-from fer_lightning.data.preview import write_preview
 from fer_lightning.data.sources.validate import user_error
-from fer_lightning.data.summary import render, summarize
+
+if TYPE_CHECKING:  # imported where used, so that the usage page answers at once
+    from fer_lightning.data.datamodule import FERDataModule
+    from fer_lightning.data.dataset import FERDataset
 
 COMMANDS = ("preview", "summary")
 OPTIONS = {"out": "preview.png", "split": "train", "per_class": "8", "format": "text"}
@@ -84,12 +84,16 @@ def parse(argv: Sequence[str]) -> tuple[str, dict[str, str], list[str]]:
 
 def datamodule_from_overrides(overrides: list[str]) -> FERDataModule:
     """The FERDataModule that ``python -m fer_lightning <overrides>`` would train on."""
+    from fer_lightning.build import build_datamodule_or_hint
+
     return build_datamodule_or_hint(compose_config(overrides, Path.cwd()))
 
 
 def print_summary(overrides: list[str], fmt: str, images: str | None = None) -> int:
     """Print the dataset summary; returns 1 when training on it would fail. A dataset
     that cannot even be counted exits with its message, not a traceback."""
+    from fer_lightning.data.summary import render, summarize
+
     try:
         summary = summarize(datamodule_from_overrides(overrides), images=images)
     except (OSError, ValueError, InstantiationException) as error:
@@ -106,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, options, overrides = parse(sys.argv[1:] if argv is None else argv)
     if command == "summary":
         return print_summary(overrides, options["format"], options.get("images"))
+    from fer_lightning.data.preview import write_preview
+
     dataset = preview_dataset(datamodule_from_overrides(overrides), options["split"])
     path = write_preview(dataset, Path(options["out"]), per_class=int(options["per_class"]))
     print(f"wrote {path}")
@@ -115,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def preview_dataset(datamodule: FERDataModule, split: str) -> FERDataset:
     """The split as training sees it: with a landmark backend configured, its cached
     landmarks (extracted first if needed); otherwise the source's own, if it ships any."""
+    from fer_lightning.data.dataset import FERDataset
+
     if datamodule.use_landmarks:
         datamodule.prepare_data()
         datamodule.setup("fit")

@@ -86,9 +86,10 @@ def affine_matrices(params: Mapping[str, torch.Tensor], height: int, width: int
     """(forward, inverse) (B, 3, 3) maps of continuous pixel coordinates (pixel ``i``
     spans [i, i + 1)): flip about the vertical axis, then rotate by ``angle`` and scale
     about the image centre, then shift. A positive angle turns the image clockwise on
-    screen (y points down), as kornia's ``RandomAffine`` does. ``forward`` moves points, ``inverse`` says where
-    each output pixel samples the input. Both are built in closed form, so nothing is
-    inverted (``torch.linalg.inv`` checks for singular matrices with a host sync)."""
+    screen (y points down), as kornia's ``RandomAffine`` does. ``forward`` moves points,
+    ``inverse`` says where each output pixel samples the input. Both are built in closed
+    form, so nothing is inverted (``torch.linalg.inv`` checks for singular matrices with a
+    host sync)."""
     angle = torch.deg2rad(params["angle"])
     cos, sin, scale = torch.cos(angle), torch.sin(angle), params["scale"]
     sign = 1.0 - 2.0 * params["flip"].to(angle.dtype)  # -1: mirrored

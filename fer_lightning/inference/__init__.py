@@ -6,18 +6,11 @@ Above ``build`` (which rebuilds the trained net from a checkpoint), below the co
 (``predict``, ``export``, ``eval``), which decide what to run and when to export.
 """
 
-from fer_lightning.inference.runner import (
-    ENCODING_INPUT,
-    GROUNDTRUTH_STANDIN,
-    ONNX_METADATA_KEY,
-    OnnxRunner,
-    TorchRunner,
-    TrainedModel,
-    compose_group,
-    input_pipelines,
-    landmarks_config,
-)
+from fer_lightning.lazy import exports_of, lazy_exports
 
 __all__ = ["ENCODING_INPUT", "GROUNDTRUTH_STANDIN", "ONNX_METADATA_KEY", "OnnxRunner",
            "TorchRunner", "TrainedModel", "compose_group", "input_pipelines",
            "landmarks_config"]
+# Imported when first asked for: ``inference.media`` (images, folders, video) stays light
+# for the commands' ``--help`` and argument checks.
+__getattr__ = lazy_exports(__name__, exports_of("fer_lightning.inference.runner", *__all__))

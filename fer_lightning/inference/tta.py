@@ -22,6 +22,7 @@ the published ten-crop evaluations do.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -133,3 +134,26 @@ class TestTimeAugmentedNet(nn.Module):
     def run(self, *args: Any, **kwargs: Any) -> Any:
         output = self.net.run(*args, **kwargs)
         return dataclasses.replace(output, logits=average_views(output.logits, self.views))
+
+
+class EvaluationTransform(nn.Module):
+    """The run's batch transform with the dataset's labels mapped onto the checkpoint's
+    classes (``remap``) and test-time augmentation views."""
+
+    def __init__(self, transform: Any, mapping: Sequence[int] | None, num_classes: int,
+                 tta: str, crop: float) -> None:
+        super().__init__()
+        self.augmentation = TestTimeAugmentation(transform, tta, crop)
+        self.mapping = None if mapping is None else torch.as_tensor(list(mapping))
+        self.num_classes = num_classes
+
+    def forward(self, batch: dict[str, torch.Tensor], training: bool = False
+                ) -> dict[str, torch.Tensor]:
+        if self.mapping is not None:
+            mapping = self.mapping.to(batch["label"].device)
+            batch["label"] = mapping[batch["label"]]
+            if "target" in batch:  # soft labels: columns to the checkpoint's order
+                target = batch["target"].new_zeros(len(batch["target"]), self.num_classes)
+                target[:, mapping] = batch["target"]
+                batch["target"] = target
+        return self.augmentation(batch, training=training)
