@@ -14,8 +14,10 @@ from fer_lightning.config import compose_config
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-# Tiny synthetic splits: enough batches for every stage, seconds per run.
-TINY = (
+# Tiny synthetic splits: enough batches for every stage, seconds per run. No confusion-matrix
+# PNGs (about 0.5 s of matplotlib per validation epoch); tests of those files compose
+# TINY_WITH_FIGURES instead (make_cfg(*TINY_WITH_FIGURES, ..., tiny=False)).
+TINY_WITH_FIGURES = (
     "data.source.train_size=64",
     "data.source.val_size=32",
     "data.source.test_size=32",
@@ -24,6 +26,10 @@ TINY = (
     "callbacks.progress_bar=null",
     "callbacks.model_summary=null",
 )
+TINY = (*TINY_WITH_FIGURES, "callbacks.confusion_matrix=null")
+# The smallest mini_xception (1 residual module, 32x32 inputs): for tests whose assertions
+# are about plumbing (checkpoints, steps, logs, results) rather than the network.
+SMALL_NET = ("model.num_modules=1", "data.image_size=32")
 
 
 @pytest.fixture
