@@ -18,8 +18,10 @@ os.environ.setdefault("WANDB_SILENT", "true")
 # the user's (subprocesses the tests start inherit it).
 os.environ.setdefault("FER_LIGHTNING_CACHE_DIR", tempfile.mkdtemp(prefix="fer-signatures-"))
 
-# Tiny synthetic splits: enough batches for every stage, seconds per run.
-TINY = (
+# Tiny synthetic splits: enough batches for every stage, seconds per run. No confusion-matrix
+# PNGs (about 0.5 s of matplotlib per validation epoch); tests of those files compose
+# TINY_WITH_FIGURES instead (make_cfg(*TINY_WITH_FIGURES, ..., tiny=False)).
+TINY_WITH_FIGURES = (
     "data.source.train_size=64",
     "data.source.val_size=32",
     "data.source.test_size=32",
@@ -28,6 +30,10 @@ TINY = (
     "callbacks.progress_bar=null",
     "callbacks.model_summary=null",
 )
+TINY = (*TINY_WITH_FIGURES, "callbacks.confusion_matrix=null")
+# The smallest mini_xception (1 residual module, 32x32 inputs): for tests whose assertions
+# are about plumbing (checkpoints, steps, logs, results) rather than the network.
+SMALL_NET = ("model.num_modules=1", "data.image_size=32")
 
 
 @pytest.fixture

@@ -21,7 +21,10 @@ import fer_lightning.build as build_module
 from fer_lightning.config import ConfigError
 from fer_lightning.resume import AtomicCheckpointIO, resolve_ckpt_path
 from fer_lightning.train import train
+from tests.conftest import SMALL_NET
 
+# The training tests use SMALL_NET: what they check (checkpoints, steps, resumed losses)
+# does not depend on the network.
 # Tiny runs: 2 optimizer steps per epoch, 1 validation batch.
 SHORT = ("trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
          "trainer.limit_test_batches=1")
@@ -49,7 +52,7 @@ def test_last_checkpoint_reaches_the_final_epoch_when_the_metric_stops_improving
         make_cfg, tmp_path, caplog):
     first = tmp_path / "first"
     with caplog.at_level(logging.INFO, logger="fer_lightning.epochs"):
-        results = train(make_cfg("trainer.max_epochs=3", *SHORT, *NEVER_IMPROVES,
+        results = train(make_cfg("trainer.max_epochs=3", *SMALL_NET, *SHORT, *NEVER_IMPROVES,
                                  output_dir=first))
     assert checkpoint_state(first / "checkpoints/last.ckpt") == (2, 6)
     assert Path(results["checkpoint"]).name == "best-epoch000.ckpt"
@@ -67,7 +70,7 @@ def test_last_checkpoint_reaches_the_final_epoch_when_the_metric_stops_improving
     # resuming that run for one more epoch trains epoch 3 only, and best-epoch000 (from
     # before the resume) is still the best checkpoint
     second = tmp_path / "second"
-    results = train(make_cfg("trainer.max_epochs=4", *SHORT, *NEVER_IMPROVES,
+    results = train(make_cfg("trainer.max_epochs=4", *SMALL_NET, *SHORT, *NEVER_IMPROVES,
                              f"ckpt_path={first}", output_dir=second))
     assert trained_epochs(second) == {3}
     assert checkpoint_state(second / "checkpoints/last.ckpt") == (3, 8)
@@ -91,13 +94,13 @@ def test_sigterm_mid_epoch_saves_that_step_and_the_run_resumes_in_its_folder(
     run = tmp_path / "run"
     with pytest.raises(SystemExit):
         train(make_cfg("trainer.max_epochs=1", "trainer.log_every_n_steps=1", "logger=none",
-                       output_dir=run))
+                       *SMALL_NET, output_dir=run))
     assert checkpoint_state(run / "checkpoints/last.ckpt") == (0, 3)  # mid-epoch (4 steps)
     assert not (run / "results.json").exists()
 
     monkeypatch.setattr(build_module, "build_callbacks", build)
     train(make_cfg("trainer.max_epochs=1", "trainer.log_every_n_steps=1", "test=false",
-                   output_dir=run))
+                   *SMALL_NET, output_dir=run))
     assert checkpoint_state(run / "checkpoints/last.ckpt") == (0, 4)
     assert [int(row["step"]) for row in metrics_rows(run) if row.get("train/loss_step")] == [3], \
         "the resumed run must continue at step 3"
@@ -122,7 +125,7 @@ def test_requeue_signal_saves_at_the_batch_end_then_runs_the_requeue_handler(
     previous = signal.signal(signal.SIGUSR2, submitit_like)
     try:
         with pytest.raises(SystemExit):
-            train(make_cfg("trainer.max_epochs=1", "logger=none"))
+            train(make_cfg("trainer.max_epochs=1", "logger=none", *SMALL_NET))
         assert signal.getsignal(signal.SIGUSR2) is submitit_like, "handler not given back"
     finally:
         signal.signal(signal.SIGUSR2, previous)
@@ -258,9 +261,9 @@ def test_resume_at_an_epoch_boundary_reproduces_the_uninterrupted_run(make_cfg, 
     """2 epochs, then resumed to 4, give the 4-epoch run's per-epoch losses (epoch-seeded
     batches; augmentation and dropout seeded per batch)."""
     whole, first, second = tmp_path / "whole", tmp_path / "first", tmp_path / "second"
-    train(make_cfg("trainer.max_epochs=4", "test=false", output_dir=whole))
-    train(make_cfg("trainer.max_epochs=2", "test=false", output_dir=first))
-    train(make_cfg("trainer.max_epochs=4", "test=false", f"ckpt_path={first}",
+    train(make_cfg("trainer.max_epochs=4", "test=false", *SMALL_NET, output_dir=whole))
+    train(make_cfg("trainer.max_epochs=2", "test=false", *SMALL_NET, output_dir=first))
+    train(make_cfg("trainer.max_epochs=4", "test=false", *SMALL_NET, f"ckpt_path={first}",
                    output_dir=second))
     expected = losses(whole, "train/loss_epoch")
     resumed = {**losses(first, "train/loss_epoch"), **losses(second, "train/loss_epoch")}
@@ -281,7 +284,7 @@ def test_resume_mid_epoch_continues_with_the_batches_the_epoch_had_left(
             if trainer.global_step == 3:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    overrides = ("trainer.max_epochs=2", "trainer.log_every_n_steps=1", "test=false")
+    overrides = ("trainer.max_epochs=2", "trainer.log_every_n_steps=1", "test=false", *SMALL_NET)
     whole, run = tmp_path / "whole", tmp_path / "run"
     train(make_cfg(*overrides, output_dir=whole))
     build = build_module.build_callbacks

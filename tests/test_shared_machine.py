@@ -112,7 +112,8 @@ def test_local_grid_jobs_log_their_thread_share(tmp_path):
         "hydra.launcher.threads_per_job=1", f"hydra.sweep.dir={sweep}", "seed=1,2",
         "data.source.train_size=32", "data.source.val_size=16", "data.source.test_size=16",
         "data.batch_size=16", "trainer=cpu", "trainer.max_epochs=1", "logger=none",
-        "callbacks.progress_bar=null", "callbacks.model_summary=null"],
+        "callbacks.progress_bar=null", "callbacks.model_summary=null",
+        "callbacks.confusion_matrix=null", "model.num_modules=1", "data.image_size=32"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     logs = sorted(sweep.glob("*/train.log"))

@@ -9,6 +9,7 @@ import torch
 
 from fer_lightning.checkpoint import load_checkpoint
 from fer_lightning.train import train
+from tests.conftest import SMALL_NET, TINY_WITH_FIGURES
 
 FAST = ("trainer.fast_dev_run=true", "logger=none")
 
@@ -18,7 +19,7 @@ FAST = ("trainer.fast_dev_run=true", "logger=none")
                                       ["none", "groundtruth"])))
 def test_fast_dev_run_every_head_loss_landmarks(make_cfg, head, loss, landmarks):
     results = train(make_cfg("model=mini_xception", f"head={head}", f"loss={loss}",
-                              f"landmarks={landmarks}", *FAST))
+                              f"landmarks={landmarks}", *SMALL_NET, *FAST))
     assert set(results["test"]["metrics"]) == {"acc", "mean_class_acc", "macro_f1"}
     assert len(results["test"]["confusion_matrix"]) == 7
 
@@ -30,7 +31,7 @@ def test_run_directory_holds_every_artefact(make_cfg, tmp_path, monkeypatch):
     plot = callbacks.plot_confusion_matrix
     monkeypatch.setattr(callbacks, "plot_confusion_matrix",
                         lambda *args: titles.append(args[-1]) or plot(*args))
-    cfg = make_cfg("trainer.max_epochs=2")
+    cfg = make_cfg(*TINY_WITH_FIGURES, *SMALL_NET, "trainer.max_epochs=2", tiny=False)
     results = train(cfg)
     run = tmp_path / "run"
     assert (run / "config.yaml").is_file()
@@ -57,10 +58,11 @@ def test_run_directory_holds_every_artefact(make_cfg, tmp_path, monkeypatch):
 
 def test_resume_from_last_checkpoint_continues_the_epochs(make_cfg, tmp_path):
     logs = tmp_path / "logs"
-    first = make_cfg("trainer.max_epochs=1", f"paths.log_dir={logs}",
+    first = make_cfg("trainer.max_epochs=1", *SMALL_NET, f"paths.log_dir={logs}",
                      output_dir=logs / "train/runs/first")
     train(first)
-    second = make_cfg("trainer.max_epochs=2", "ckpt_path=last", f"paths.log_dir={logs}",
+    second = make_cfg("trainer.max_epochs=2", "ckpt_path=last", *SMALL_NET,
+                      f"paths.log_dir={logs}",
                       output_dir=logs / "train/runs/second")
     train(second)
     lines = (logs / "train/runs/second/csv/metrics.csv").read_text().splitlines()
@@ -73,7 +75,7 @@ def test_resume_from_last_checkpoint_continues_the_epochs(make_cfg, tmp_path):
 
 
 def test_same_seed_gives_same_metrics(make_cfg, tmp_path):
-    overrides = ("trainer.max_epochs=1", "logger=none", "landmarks=groundtruth")
+    overrides = ("trainer.max_epochs=1", "logger=none", "landmarks=groundtruth", *SMALL_NET)
     a = train(make_cfg(*overrides, output_dir=tmp_path / "a"))
     b = train(make_cfg(*overrides, output_dir=tmp_path / "b"))
     assert a["test"] == b["test"] and a["val"] == b["val"]
@@ -82,7 +84,8 @@ def test_same_seed_gives_same_metrics(make_cfg, tmp_path):
 
 
 def test_bf16_mixed_step(make_cfg):
-    results = train(make_cfg("trainer.precision=bf16-mixed", "data.batch_size=4", *FAST))
+    results = train(make_cfg("trainer.precision=bf16-mixed", "data.batch_size=4", *SMALL_NET,
+                             *FAST))
     assert results["test"]["metrics"]["acc"] >= 0
 
 
@@ -92,14 +95,16 @@ def test_wandb_runs_offline_without_key(make_cfg, tmp_path, monkeypatch, caplog)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setenv("HOME", str(tmp_path))
     with caplog.at_level(logging.WARNING, logger="fer_lightning.build"):
-        train(make_cfg("logger=wandb", "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
+        train(make_cfg("logger=wandb", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                       *SMALL_NET))
     offline = [r for r in caplog.records if "logging offline" in r.getMessage()]
     assert len(offline) == 1
     assert list((tmp_path / "run/wandb").glob("offline-run-*")), "no offline W&B run written"
 
 
 def test_tensorboard_logger_writes_events(make_cfg, tmp_path):
-    train(make_cfg("logger=tensorboard", "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
+    train(make_cfg("logger=tensorboard", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                   *SMALL_NET))
     assert list((tmp_path / "run/tensorboard").glob("events.out.tfevents.*"))
 
 
