@@ -336,3 +336,25 @@ def test_only_each_nodes_first_process_checks_the_image_files(tmp_path, monkeypa
     monkeypatch.setenv("LOCAL_RANK", "0")
     with pytest.raises(DatasetError, match="train_00003_aligned.jpg .*is empty"):
         FERDataModule(RafDB(tmp_path, val_fraction=0.5)).check(fit=True)
+
+
+@pytest.mark.parametrize("text", [
+    "a,b,c\n1,2,3\n",
+    "a,b\r\n1,2\r\n\r\n3,4",  # CRLF, a blank line, no final newline
+    "\ufeffh1,h2\nx,\"y,z\"\nq,\"multi\nline\"\nlast,1\n",  # BOM, quoted comma and newline
+    "a,b\n1,\"2\"\n",
+    "a\rb\rc\n",  # old Mac line ends
+    "x, y ,z\n,,\n",
+    " \n",
+])
+def test_csv_rows_equal_the_csv_module(tmp_path, text):
+    """The split-at-commas fast path gives the csv module's rows and line numbers, and
+    hands over to the csv module from the first quoted or carriage-return line."""
+    import csv
+
+    path = tmp_path / "rows.csv"
+    path.write_bytes(text.encode("utf-8"))
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        expected = [(reader.line_num, row) for row in reader]
+    assert list(io.csv_rows(path)) == expected

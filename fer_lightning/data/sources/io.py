@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import numpy as np
 from PIL import Image
@@ -93,11 +94,51 @@ def read_text(path: Path) -> str:
 
 
 def csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """``(line number, fields)`` of every row of a csv file, header included (line 1)."""
+    """``(line number, fields)`` of every row of a csv file, header included (line 1).
+
+    A UTF-8 line without a quote or a carriage return inside it is split at its commas,
+    which is what the csv module makes of it, about five times faster (FER2013's 290 MB
+    of pixel strings); from the first line that has either, the csv module reads the rest
+    of the file (quoted fields may hold commas and line breaks). Other encodings go
+    through the csv module throughout."""
+    encoding = detect_encoding(path)
+    if not encoding.startswith("utf-8"):
+        yield from _csv_module_rows(path)
+        return
+    with open(path, "rb") as handle:
+        offset = 0
+        for number, raw in enumerate(handle, start=1):
+            body = raw.rstrip(b"\n")
+            body = body[:-1] if body.endswith(b"\r") else body
+            if b'"' in body or b"\r" in body:
+                handle.seek(offset)
+                yield from _csv_module_rows_from(path, handle, encoding if number == 1
+                                                 else "utf-8", number)
+                return
+            offset += len(raw)
+            try:
+                text = body.decode(encoding if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise _undecodable(path, encoding) from None
+            yield number, text.split(",") if text else []
+
+
+def _csv_module_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     with open_text(path) as handle:
         reader = csv.reader(handle)
         for row in reader:
             yield reader.line_num, row
+
+
+def _csv_module_rows_from(path: Path, handle: BinaryIO, encoding: str, first_line: int
+                          ) -> Iterator[tuple[int, list[str]]]:
+    """The csv module's rows from ``handle``'s position, which is line ``first_line``."""
+    reader = csv.reader(io.TextIOWrapper(handle, encoding=encoding, newline=""))
+    try:
+        for row in reader:
+            yield first_line - 1 + reader.line_num, row
+    except UnicodeDecodeError:
+        raise _undecodable(path, encoding) from None
 
 
 def indexed_lines(path: Path) -> Iterator[tuple[int, int, str]]:
