@@ -46,7 +46,7 @@ def run_command(work: Callable[[], T], *, also: tuple[type[Exception], ...] = ()
             on_user_error(error)
         line = f"{prefix}: {error}" if prefix is not None else error_line(error)
         raise SystemExit(line) from None
-    except Exception as error:
+    except BaseException as error:  # Lightning's SIGTERMException is a SystemExit
         if is_sigterm_stop(error):
             raise SystemExit(SIGTERM_STATUS) from None
         raise
