@@ -18,6 +18,7 @@ from fer_lightning.progress import (
     epoch_label,
     progress_bar,
 )
+from tests.conftest import SMALL_NET
 from tests.test_cli import run_cli
 
 BAR_GLYPHS = ("it/s", " • ", "Epoch ", "Validation ", "Testing ")  # rich bar frames
@@ -26,7 +27,8 @@ BAR_GLYPHS = ("it/s", " • ", "Epoch ", "Validation ", "Testing ")  # rich bar 
 def test_a_run_with_stdout_to_a_file_prints_epoch_and_step_lines_and_no_bar(tmp_path):
     done = run_cli(["+experiment=smoke", "data.source.train_size=48",
                     "data.source.val_size=32", "data.source.test_size=32",
-                    "trainer.max_epochs=2", "callbacks.progress_bar.every_n_steps=2"],
+                    "trainer.max_epochs=2", "callbacks.progress_bar.every_n_steps=2",
+                    "callbacks.confusion_matrix=null", *SMALL_NET],
                    cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
