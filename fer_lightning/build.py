@@ -27,12 +27,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from fer_lightning import checkpoint as ckpt
 from fer_lightning.callbacks import LastCheckpoint
-from fer_lightning.config import synthetic_hint
+from fer_lightning.config import missing_dataset_error
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.landmarks.config import LandmarksConfig
 from fer_lightning.data.sources import validate
 from fer_lightning.data.sources.fer2013 import CLASS_NAMES
-from fer_lightning.errors import ConfigError
 from fer_lightning.modules.classifier import FERClassifier
 from fer_lightning.nets.factory import build_net, net_class  # noqa: F401  (also importable here)
 from fer_lightning.resume import AtomicCheckpointIO
@@ -68,15 +67,13 @@ def build_datamodule_or_hint(cfg: DictConfig) -> FERDataModule:
     try:
         return build_datamodule(cfg)
     except Exception as error:
-        missing = next((link for link in validate.causes(error)
-                        if isinstance(link, FileNotFoundError)), None)
-        if missing is None:
-            known = validate.user_error(error)
-            if known is None:
-                raise
-            raise known from None
-        hint = cfg.get("hint_without_data") or synthetic_hint(cfg)
-        raise ConfigError(f"{missing}\n{hint}") from None
+        missing = missing_dataset_error(cfg, error)
+        if missing is not None:
+            raise missing from None
+        known = validate.user_error(error)
+        if known is None:
+            raise
+        raise known from None
 
 
 def build_module(cfg: DictConfig, net: torch.nn.Module, loss: torch.nn.Module,

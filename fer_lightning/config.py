@@ -320,12 +320,6 @@ def _mps_available() -> bool:
     return torch.backends.mps.is_available()
 
 
-def _uses_gpu(trainer: DictConfig) -> bool:
-    """Whether Lightning will run ``trainer`` on CUDA GPUs (``auto`` picks one if visible)."""
-    accelerator = str(trainer.get("accelerator", "auto"))
-    return accelerator in ("gpu", "cuda") or accelerator == "auto" and _cuda_devices() > 0
-
-
 def _cpu_hint(cfg: DictConfig) -> str:
     """The overrides that run the same config on the CPU."""
     precision = " trainer.precision=32" if str(cfg.trainer.get("precision")) == "16-mixed" else ""
@@ -344,15 +338,16 @@ def check_hardware(cfg: DictConfig) -> list[str]:
     a valid config on a laptop)."""
     trainer = cfg.trainer
     accelerator, devices = str(trainer.get("accelerator", "auto")), trainer.get("devices", 1)
-    if accelerator in ("gpu", "cuda") and _cuda_devices() == 0:
+    asks_for_cuda = accelerator in ("gpu", "cuda")
+    gpus = _cuda_devices() if asks_for_cuda or accelerator == "auto" else 0
+    if asks_for_cuda and gpus == 0:
         raise ConfigError(f"trainer.accelerator={accelerator} needs a CUDA GPU and none is "
                           f"visible on this machine (torch.cuda.is_available() is False); "
                           f"{_cpu_hint(cfg)}")
-    if _uses_gpu(trainer):
+    if gpus > 0:  # Lightning runs on CUDA (``auto`` picks a visible GPU)
         wanted = devices if _is_int(devices) else len(devices) if OmegaConf.is_list(devices) else 0
-        if wanted > _cuda_devices():
-            raise ConfigError(f"trainer.devices={devices} but only "
-                              f"{_cuda_devices()} GPU(s) are visible")
+        if wanted > gpus:
+            raise ConfigError(f"trainer.devices={devices} but only {gpus} GPU(s) are visible")
         return []
     if accelerator == "mps" or accelerator == "auto" and _mps_available():
         return []
@@ -407,12 +402,22 @@ def check_data_root(cfg: DictConfig) -> None:
     try:
         instantiate(source)
     except Exception as error:  # noqa: BLE001 - only a missing path is answered here
-        missing = next((link for link in validate.causes(error)
-                        if isinstance(link, FileNotFoundError)), None)
-        if missing is None:
-            return  # the full build reports it with its own message
-        hint = cfg.get("hint_without_data") or synthetic_hint(cfg)
-        raise ConfigError(f"{missing}\n{hint}") from None
+        missing = missing_dataset_error(cfg, error)
+        if missing is not None:  # anything else: the full build reports it
+            raise missing from None
+
+
+def missing_dataset_error(cfg: DictConfig, error: BaseException) -> ConfigError | None:
+    """For an error raised while the dataset was opened whose cause is a missing file:
+    the ConfigError naming it (the source's message, with the path and the layout it
+    expects) and the experiment's ``hint_without_data`` or the overrides that run the
+    same configuration on synthetic faces; None for any other error."""
+    missing = next((link for link in validate.causes(error)
+                    if isinstance(link, FileNotFoundError)), None)
+    if missing is None:
+        return None
+    hint = cfg.get("hint_without_data") or synthetic_hint(cfg)
+    return ConfigError(f"{missing}\n{hint}")
 
 
 def check_hardware_and_data(cfg: DictConfig) -> list[str]:

@@ -192,5 +192,5 @@ def test_the_walk_sees_imports():
     """The checks above would pass on an empty graph: the walk must find real edges."""
     found = modules()
     top, _ = imports(found["fer_lightning.build"], set(found))
-    assert {"fer_lightning.errors", "fer_lightning.checkpoint"} <= top
+    assert {"fer_lightning.config", "fer_lightning.checkpoint"} <= top
     assert _cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
