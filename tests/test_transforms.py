@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from fer_lightning.data.encodings import draw_overlay
 from fer_lightning.data.landmarks.config import LandmarksConfig
@@ -266,3 +267,45 @@ def test_uint8_batches_become_unit_floats():
     batch = {"image": torch.full((1, 1, 2, 2), 255, dtype=torch.uint8)}
     out = BatchTransform(mean=0.5, std=0.5)(batch, training=False)["image"]
     assert out.dtype == torch.float32 and torch.equal(out, torch.ones(1, 1, 2, 2))
+
+
+class HostDataOps(TorchDispatchMode):
+    """Records the ops that, on a GPU, make the host wait for the device: a tensor built
+    from Python numbers (``lift_fresh``: a blocking host-to-device copy, which waits for
+    the work queued before it), ``.item()`` and ``nonzero`` (a device-to-host read)."""
+
+    WAITING = ("aten.lift_fresh.", "aten._local_scalar_dense.", "aten.nonzero.")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func).startswith(self.WAITING):
+            self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("encoding", [None, "overlay", "heatmap", "coords", "regions"])
+@pytest.mark.parametrize("contours", [False, True])
+def test_a_training_batch_transform_builds_nothing_from_host_data(encoding, contours):
+    """After the first batch (which makes the constants), augmenting and encoding a batch
+    makes no tensor from Python numbers and reads nothing back: on a GPU each would be a
+    host stall per step. Fails before the constants were cached (10 per batch)."""
+    def batch() -> dict[str, torch.Tensor]:
+        generator = torch.Generator().manual_seed(0)
+        return {"image": torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8,
+                                       generator=generator),
+                "landmarks": torch.rand(4, 68, 2, generator=generator) * 0.6 + 0.2,
+                "landmarks_valid": torch.ones(4, dtype=torch.bool),
+                "face_box": torch.rand(4, 4, generator=generator).sort(-1).values,
+                "face_box_valid": torch.ones(4, dtype=torch.bool)}
+
+    landmarks = LandmarksConfig(overlay_style="contours" if contours else "points",
+                                heatmap_style="contours" if contours else "gaussian")
+    transform = BatchTransform(encoding, landmarks, augment={}, mean=[0.5], std=0.5)
+    transform(batch(), training=True)
+    inputs = batch()
+    with HostDataOps() as recorder:
+        transform(inputs, training=True)
+    assert recorder.seen == []

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 
 from fer_lightning.checks import check_choice
+from fer_lightning.data.constants import device_constant
 from fer_lightning.data.landmarks.config import (  # noqa: F401  (ENCODINGS re-exported)
     ENCODINGS,
     HEATMAP_STYLES,
@@ -56,10 +57,9 @@ def _contour_points(landmarks: torch.Tensor, samples: int = _CONTOUR_SAMPLES,
     if landmarks.shape[1] != NUM_POINTS:
         raise ValueError(f"contours need the 68-point scheme, got {landmarks.shape[1]} points; "
                          f"use style 'points' / 'gaussian' with {landmarks.shape[1]} points")
-    segments = torch.as_tensor(CONTOUR_SEGMENTS, device=landmarks.device)
-    if keep is not None:
-        kept = torch.as_tensor(keep, device=landmarks.device)
-        segments = segments[torch.isin(segments, kept).all(1)]
+    kept = set(range(NUM_POINTS) if keep is None else keep)
+    pairs = tuple((int(a), int(b)) for a, b in CONTOUR_SEGMENTS if {a, b} <= kept)
+    segments = device_constant(pairs, landmarks, torch.long)
     start, end = landmarks[:, segments[:, 0]], landmarks[:, segments[:, 1]]
     t = torch.linspace(0, 1, samples, device=landmarks.device)[None, None, :, None]
     points = start[:, :, None] + t * (end - start)[:, :, None]
@@ -92,7 +92,7 @@ def draw_overlay(image: torch.Tensor, landmarks: torch.Tensor, valid: torch.Tens
     flat_index = torch.where(inside, (sample * height + y) * width + x, pixels)
     canvas = torch.cat([image.permute(1, 0, 2, 3).reshape(channels, -1),
                         image.new_zeros(channels, 1)], 1)
-    canvas[:, flat_index.flatten()] = value
+    canvas.index_fill_(1, flat_index.flatten(), value)
     return canvas[:, :pixels].reshape(channels, batch, height, width).permute(1, 0, 2, 3) \
         .contiguous()
 
@@ -169,14 +169,14 @@ def regions_from_landmarks(landmarks: torch.Tensor, valid: torch.Tensor, height:
     otherwise it spans the 68-point contour raised to include the forehead, or, from 5
     points, a fixed multiple of the IOD.
     """
-    scale = landmarks.new_tensor([width, height])
+    scale = device_constant((width, height), landmarks)
     points = landmarks * scale
     image_left_eye, image_right_eye, nose, mouth_a, mouth_b = organ_centres(points)
     left_eye, right_eye = image_right_eye, image_left_eye  # the subject's sides
     iod = (left_eye - right_eye).norm(dim=-1, keepdim=True).clamp_min(1e-3)
     mouth_centre = (mouth_a + mouth_b) / 2
     mouth_width = (mouth_a - mouth_b).norm(dim=-1, keepdim=True) + _MOUTH_BOX_MARGIN * iod
-    eye_size = iod * iod.new_tensor(_EYE_BOX)
+    eye_size = iod * device_constant(_EYE_BOX, iod)
     face = _face_box(points, left_eye, right_eye, mouth_centre, iod)
     if face_box is not None and face_box_valid is not None:
         detected = face_box.to(points.dtype) * scale.repeat(2)
@@ -185,7 +185,7 @@ def regions_from_landmarks(landmarks: torch.Tensor, valid: torch.Tensor, height:
         face,
         _centred_boxes(left_eye, eye_size),
         _centred_boxes(right_eye, eye_size),
-        _centred_boxes(nose, iod * iod.new_tensor(_NOSE_BOX)),
+        _centred_boxes(nose, iod * device_constant(_NOSE_BOX, iod)),
         _centred_boxes(mouth_centre, torch.cat([mouth_width, _MOUTH_BOX_HEIGHT * iod], -1)),
     ]
     regions = torch.stack(boxes, 1)
@@ -202,4 +202,4 @@ def _face_box(points: torch.Tensor, left_eye: torch.Tensor, right_eye: torch.Ten
         low = low - torch.stack([torch.zeros_like(low[:, 0]), _FOREHEAD * (high - low)[:, 1]], -1)
         return torch.cat([low, high], -1)
     centre = ((left_eye + right_eye) / 2 + mouth_centre) / 2
-    return _centred_boxes(centre, iod * iod.new_tensor(_FACE_BOX_5))
+    return _centred_boxes(centre, iod * device_constant(_FACE_BOX_5, iod))

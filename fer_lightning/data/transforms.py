@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_lightning.checks import check_choice
+from fer_lightning.data.constants import device_constant
 from fer_lightning.data.encodings import (
     draw_heatmap,
     draw_overlay,
@@ -42,8 +43,8 @@ def hflip_with_landmarks(image: torch.Tensor, landmarks: torch.Tensor | None,
     image = torch.where(flip[:, None, None, None], image.flip(-1), image)
     if landmarks is None:
         return image, None
-    permutation = torch.as_tensor(flip_permutation_for(landmarks.shape[1]),
-                                  device=landmarks.device)
+    permutation = device_constant(tuple(flip_permutation_for(landmarks.shape[1]).tolist()),
+                                  landmarks, torch.long)
     mirrored = landmarks[:, permutation].clone()
     mirrored[..., 0] = 1.0 - mirrored[..., 0]
     return image, torch.where(flip[:, None, None], mirrored, landmarks)
@@ -93,7 +94,7 @@ def affine_matrices(params: Mapping[str, torch.Tensor], height: int, width: int
     angle = torch.deg2rad(params["angle"])
     cos, sin, scale = torch.cos(angle), torch.sin(angle), params["scale"]
     sign = 1.0 - 2.0 * params["flip"].to(angle.dtype)  # -1: mirrored
-    size = torch.tensor([width, height], dtype=angle.dtype, device=angle.device)
+    size = device_constant((width, height), angle)
     centre = size / 2
     target = centre + params["shift"] * size
     # forward: p' = R S (F p - c) + c + shift, with F p = (sign * (x - c_x) + c_x, y) and
@@ -111,7 +112,7 @@ def affine_matrices(params: Mapping[str, torch.Tensor], height: int, width: int
 def _homogeneous(linear: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     """(B, 2, 2) linear part and (B, 2) offset -> (B, 3, 3) affine matrix."""
     top = torch.cat([linear, offset[..., None]], -1)
-    bottom = top.new_tensor([0.0, 0.0, 1.0]).expand(top.shape[0], 1, 3)
+    bottom = device_constant((0.0, 0.0, 1.0), top).expand(top.shape[0], 1, 3)
     return torch.cat([top, bottom], 1)
 
 
@@ -121,10 +122,10 @@ def warp_images(image: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
     bilinear, border padding, ``align_corners=False`` (normalised -1 and 1 are the
     image's outer edges, so [0, 1] landmark coordinates map linearly)."""
     height, width = image.shape[-2:]
-    to_unit = inverse.new_tensor([[2.0 / width, 0.0, -1.0], [0.0, 2.0 / height, -1.0],
-                                  [0.0, 0.0, 1.0]])
-    from_unit = inverse.new_tensor([[width / 2.0, 0.0, width / 2.0],
-                                    [0.0, height / 2.0, height / 2.0], [0.0, 0.0, 1.0]])
+    to_unit = device_constant(((2.0 / width, 0.0, -1.0), (0.0, 2.0 / height, -1.0),
+                               (0.0, 0.0, 1.0)), inverse)
+    from_unit = device_constant(((width / 2.0, 0.0, width / 2.0),
+                                 (0.0, height / 2.0, height / 2.0), (0.0, 0.0, 1.0)), inverse)
     theta = (to_unit @ inverse @ from_unit)[:, :2].to(image.dtype)
     grid = F.affine_grid(theta, list(image.shape), align_corners=False)
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border",
@@ -134,7 +135,7 @@ def warp_images(image: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
 def move_points(points: torch.Tensor, forward: torch.Tensor, height: int, width: int
                 ) -> torch.Tensor:
     """(B, P, 2) points in [0, 1] image coordinates through pixel maps ``forward``."""
-    size = points.new_tensor([width, height])
+    size = device_constant((width, height), points)
     pixels = points * size
     moved = pixels @ forward[:, :2, :2].transpose(1, 2).to(points.dtype) \
         + forward[:, None, :2, 2].to(points.dtype)
@@ -163,7 +164,6 @@ class LandmarkAugment(nn.Module):
                              f"got {list(scale)}")
         self.hflip, self.rotate, self.translate = hflip, float(rotate), float(translate)
         self.scale = (float(scale[0]), float(scale[1]))
-        self._permutations: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     def draw(self, batch: int, device: torch.device | str = "cpu",
              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -192,12 +192,9 @@ class LandmarkAugment(nn.Module):
     def _relabel_flipped(self, landmarks: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         """Mirrored samples swap left/right point indices, so point 36 stays the
         subject's right eye corner."""
-        key = (landmarks.shape[1], landmarks.device)
-        if key not in self._permutations:
-            self._permutations[key] = torch.as_tensor(
-                flip_permutation_for(landmarks.shape[1]), device=landmarks.device)
-        return torch.where(flip[:, None, None], landmarks[:, self._permutations[key]],
-                           landmarks)
+        permutation = device_constant(tuple(flip_permutation_for(landmarks.shape[1]).tolist()),
+                                      landmarks, torch.long)
+        return torch.where(flip[:, None, None], landmarks[:, permutation], landmarks)
 
 
 class BatchTransform(nn.Module):
@@ -250,7 +247,8 @@ class BatchTransform(nn.Module):
 
     @staticmethod
     def _per_channel(value: float | Sequence[float], image: torch.Tensor) -> torch.Tensor:
-        values = torch.as_tensor(value, dtype=image.dtype, device=image.device).flatten()
+        values = device_constant(tuple(value) if isinstance(value, Sequence) else value,
+                                 image).flatten()
         if values.numel() not in (1, image.shape[1]):
             raise ValueError(f"data.mean / data.std have {values.numel()} values for "
                              f"{image.shape[1]}-channel images; give 1 or {image.shape[1]}")
