@@ -13,7 +13,12 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 import fer_lightning.data.decode_cache as decode_cache
-from fer_lightning.data.arrays import EpochBatchSampler, decode_in_memory, split_arrays
+from fer_lightning.data.arrays import (
+    BatchLoader,
+    EpochBatchSampler,
+    decode_in_memory,
+    split_arrays,
+)
 from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.decode_cache import DecodeCache, to_training_pixels
@@ -105,6 +110,25 @@ def test_sampler_draws_each_epoch_from_seed_plus_epoch():
     assert torch.equal(torch.cat(list(resumed)), second)
     ordered = EpochBatchSampler(10, 4, rank=0, num_replicas=1)
     assert torch.cat(list(ordered)).tolist() == list(range(10))
+
+
+def test_batch_loader_moves_an_epochs_indices_to_the_splits_device_before_gathering():
+    """A blocking copy to a GPU waits for the work queued before it, so the indices must
+    not cross per batch inside ``gather``; here the split says it lives on the meta
+    device and records where the indices it is handed are."""
+    class Split:
+        device, seen = torch.device("meta"), []
+
+        def gather(self, indices):
+            self.seen.append(indices)
+            return {}
+
+    sampler = EpochBatchSampler(10, 4, shuffle=True, seed=7, rank=0, num_replicas=1)
+    split = Split()
+    assert len(list(BatchLoader(split, sampler, batches_done=lambda: 1))) == 2
+    assert [i.device.type for i in split.seen] == ["meta", "meta"]
+    assert [len(i) for i in split.seen] == [4, 2], "a resumed epoch skips the batches done"
+    assert torch.equal(torch.cat(list(sampler.batches(start=1))), sampler.epoch_indices()[4:])
 
 
 def test_balanced_sampler_draws_classes_evenly():

@@ -13,7 +13,6 @@ uint8; the DataModule turns them into floats there.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,9 +29,11 @@ from fer_lightning.data.decode_cache import decode_rows, sample_fields
 @dataclass
 class ArraySplit:
     """One split as tensors on one device: ``image`` (N, C, H, W) uint8 and the per-sample
-    fields of the sample dict (docs/data-flow.md), ``label``, ``index`` ... each (N, ...)."""
+    fields of the sample dict (docs/data-flow.md), ``label``, ``index`` ... each (N, ...).
+    ``pinned``: the tensors are in pinned host memory (``pin_memory``)."""
 
     tensors: dict[str, torch.Tensor]
+    pinned: bool = False
 
     def __len__(self) -> int:
         return len(self.tensors["label"])
@@ -42,18 +43,33 @@ class ArraySplit:
         """Memory the split's tensors take."""
         return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
+    @property
+    def device(self) -> torch.device:
+        """Where the tensors are (and where ``gather`` wants its indices)."""
+        return self.tensors["label"].device
+
     def to(self, device: torch.device | str) -> ArraySplit:
         """The same split on ``device``."""
         return ArraySplit({k: t.to(device) for k, t in self.tensors.items()})
 
     def pin_memory(self) -> ArraySplit:
-        """The same split in pinned host memory (faster, asynchronous copies to a GPU)."""
-        return ArraySplit({k: t.pin_memory() for k, t in self.tensors.items()})
+        """The same split in pinned host memory, whose batches cross to a GPU
+        asynchronously (``gather`` then gathers into pinned memory as well)."""
+        return ArraySplit({k: t.pin_memory() for k, t in self.tensors.items()}, pinned=True)
 
     def gather(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The batch of rows ``indices`` as a sample-dict batch (image still uint8)."""
-        device = self.tensors["label"].device
-        indices = indices.to(device)
+        """The batch of rows ``indices`` as a sample-dict batch (image still uint8).
+
+        Pass indices already on ``device`` (``EpochBatchSampler.batches``): moving them
+        here would be a blocking copy per batch, which on a GPU waits for all the work
+        queued before it. A pinned split gathers into fresh pinned tensors, so the
+        non-blocking copy Lightning makes to the GPU really is asynchronous (PyTorch's
+        pinned-memory allocator reuses a buffer only once its copy is done)."""
+        indices = indices.to(self.device)
+        if self.pinned:
+            return {key: torch.index_select(tensor, 0, indices, out=torch.empty(
+                        (len(indices), *tensor.shape[1:]), dtype=tensor.dtype, pin_memory=True))
+                    for key, tensor in self.tensors.items()}
         return {key: tensor.index_select(0, indices) for key, tensor in self.tensors.items()}
 
 
@@ -144,10 +160,18 @@ class EpochBatchSampler:
             order = torch.cat([order, padding])
         return order[self.rank:total:self.num_replicas]
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def batches(self, device: torch.device | str | None = None, start: int = 0
+                ) -> Iterator[torch.Tensor]:
+        """The current epoch's batches of indices from batch ``start`` on, on ``device``:
+        the epoch's indices cross there in one copy, not one per batch."""
         indices = self.epoch_indices()
-        for batch in range(len(self)):
+        if device is not None:
+            indices = indices.to(device)
+        for batch in range(start, len(self)):
             yield indices[batch * self.batch_size:(batch + 1) * self.batch_size]
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self.batches()
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -197,5 +221,5 @@ class BatchLoader:
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         # A run resumed mid-epoch continues with the batches the epoch had not reached.
         done = self.batches_done() if self.batches_done is not None else 0
-        for indices in itertools.islice(self.batch_sampler, done, None):
+        for indices in self.batch_sampler.batches(self.split.device, start=done):
             yield self.split.gather(indices)

@@ -113,6 +113,9 @@ class FERDataModule(L.LightningDataModule):
         #: nothing.
         self.arrays: dict[str, ArraySplit] = {}
         self._placed: dict[str, ArraySplit] = {}
+        #: Where batched splits are placed when no Trainer is attached (benchmarks,
+        #: notebooks; None: the CPU). With a Trainer, its root device.
+        self.placement_device: torch.device | None = None
         self._samplers: dict[str, EpochBatchSampler] = {}
         self.root = root  # where the dataset lives (the source reads data.source.root)
         check_choice("data.check_images", check_images, validate.IMAGE_CHECKS)
@@ -292,8 +295,9 @@ class FERDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader | BatchLoader:
         if split in self.unavailable_splits:
             raise SplitUnavailableError(self.unavailable_splits[split])
-        if self.split_arrays(split) is not None:
-            return BatchLoader(self._placed_split(split), self._sampler(split, shuffle),
+        placed = self.placed_split(split)
+        if placed is not None:
+            return BatchLoader(placed, self._sampler(split, shuffle),
                                self._batches_done if shuffle else None)
         sampler = None
         if shuffle:
@@ -339,13 +343,15 @@ class FERDataModule(L.LightningDataModule):
                         "rest of that epoch is drawn anew (it will not match the "
                         "uninterrupted run's)", done, self.trainer.current_epoch)
 
-    def _placed_split(self, split: str) -> ArraySplit:
-        """The split where its batches are gathered: on the GPU (``on_device``) or in
-        (pinned, with a GPU) host memory."""
+    def placed_split(self, split: str) -> ArraySplit | None:
+        """``split`` where its batches are gathered: on the GPU (``on_device``) or in
+        (pinned, with a GPU) host memory; None on the per-sample path."""
+        if self.split_arrays(split) is None:
+            return None
         if split not in self._placed:
             arrays = self.arrays[split]
             device = self.trainer.strategy.root_device if self.trainer is not None \
-                else torch.device("cpu")
+                else torch.device(self.placement_device or "cpu")
             if device.type == "cuda":
                 free = torch.cuda.mem_get_info(device)[0]
                 on_device = keep_on_device(self.on_device, arrays.nbytes, free)
