@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fixtures_fer import (
@@ -113,6 +115,47 @@ def test_chunked_parse_matches_rows(tmp_path, monkeypatch):
     np.testing.assert_array_equal(table.images, ROWS.images)
     assert table.images.dtype == np.uint8
     assert table.lines.tolist() == list(range(2, 30))
+
+
+def test_digit_parse_reads_the_published_form_and_leaves_the_rest_to_fromstring():
+    """parse_digits takes single-space rows of one- to three-digit values (every value
+    0..255 appears); any other spelling of the same numbers gives None, and parse_pixels
+    then reads it through np.fromstring to the same images."""
+    images = np.arange(2 * 48 * 48).reshape(2, 48, 48) % 256
+    texts = [pixel_string(image) for image in images]
+    np.testing.assert_array_equal(fer2013.parse_digits(texts), images)
+    respelled = {"double space": texts[0].replace(" ", "  ", 1),
+                 "leading space": " " + texts[0], "trailing space": texts[0] + " ",
+                 "tab": texts[0].replace(" ", "\t", 1), "plus sign": "+" + texts[0],
+                 "zero-padded": "0" + texts[0].replace(" 255 ", " 0255 ", 1)}
+    for spelling, text in respelled.items():
+        assert fer2013.parse_digits([text, texts[1]]) is None, spelling
+        np.testing.assert_array_equal(
+            fer2013.parse_pixels(Path("x.csv"), [2, 3], [text, texts[1]]), images)
+    long_then_short = [texts[0] + " 7", texts[1].split(" ", 1)[1]]
+    assert fer2013.parse_digits(long_then_short) is None, "row lengths are checked per row"
+    assert fer2013.parse_digits([texts[0].replace(" 255 ", " 256 ", 1), texts[1]]) is None
+    assert fer2013.parse_digits(["é" + texts[0][1:], texts[1]]) is None
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_chunks_parsed_on_threads_come_back_in_file_order(tmp_path, monkeypatch, threads):
+    monkeypatch.setattr(fer2013, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(fer2013, "parse_threads", lambda: threads)
+    table = read_fer_csv(write_fer2013_csv(tmp_path, ROWS))
+    np.testing.assert_array_equal(table.images, ROWS.images)
+    assert table.lines.tolist() == list(range(2, 30))
+
+
+def test_a_bad_pixel_string_is_reported_before_a_later_bad_row(tmp_path, monkeypatch):
+    """The pixel chunk of line 4 may still be parsing on a thread when line 8's field
+    count is read; the error is still the first one in the file."""
+    monkeypatch.setattr(fer2013, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(fer2013, "parse_threads", lambda: 2)
+    path = corrupt(tmp_path, {2: (1, pixel_string(ROWS.images[2])[:-4]),
+                              6: (2, "PrivateTest,extra")})
+    with pytest.raises(ValueError, match="line 4: pixels hold 2303 values"):
+        read_fer_csv(path)
 
 
 # -- bad input: every error names the file and the line --------------------------------

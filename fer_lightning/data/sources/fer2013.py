@@ -15,15 +15,20 @@ splits by their ``Usage``: by default train = Training, val = PublicTest, test =
 PrivateTest (the common convention, followed by MBA (Colaco & Han) and VGG16-CBAM
 (Ghimire et al.); see docs/datasets.md).
 
-Parsing is vectorised: the pixel strings of a few thousand rows are joined and parsed by
-one ``np.fromstring`` call, and the images are kept as one (N, 48, 48) uint8 array
-(83 MB for the full file). Any malformed row is an error naming the file and its line.
+Parsing is vectorised: the pixel strings of a few hundred rows are parsed at once over
+their bytes (``parse_digits``: numpy releases the GIL there, so chunks parse on several
+threads while the file is read), and the images are kept as one (N, 48, 48) uint8 array
+(83 MB for the full file). Rows not written as the published files are (extra spaces,
+signs, leading zeros beyond three digits) go through ``np.fromstring``; any malformed
+row is an error naming the file and its line.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +42,7 @@ from fer_lightning.data.sources.base import (
 )
 from fer_lightning.data.sources.holdout import stratified_holdout
 from fer_lightning.data.sources.io import csv_rows
+from fer_lightning.launch import available_cpus, thread_budget
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +66,10 @@ LAYOUT = (
     "  <root>/train.csv [+ test.csv] (emotion,pixels; test.csv has no labels)\n"
     "(or the same under <root>/fer2013/), from Kaggle's FER2013 challenge"
 )
-#: Rows parsed per np.fromstring call: bounds the int64 scratch array to ~38 MB.
-CHUNK_ROWS = 2048
+#: Rows parsed per call: bounds each parse's scratch arrays to about 20 MB.
+CHUNK_ROWS = 256
+#: Most threads parsing chunks at once (fewer with FER_THREADS or fewer cores).
+MAX_PARSE_THREADS = 4
 
 
 @dataclass
@@ -124,16 +132,60 @@ def _parse_row_pixels(path: Path, line: int, text: str) -> np.ndarray:
     return values
 
 
+def parse_digits(texts: Sequence[str]) -> np.ndarray | None:
+    """Pixel strings written as the published files are (2304 values of one to three
+    digits, one space between them) -> (n, 48, 48) uint8; None for anything else.
+
+    Works on the bytes of the rows joined by line breaks: every separator must be a space,
+    except a line break after each 2304th value, every other byte a digit, every value one
+    to three digits and at most 255. A value is read from its last three bytes (digits
+    before its start count as zero), so the whole chunk is a few numpy passes.
+    """
+    n = len(texts)
+    try:
+        data = np.frombuffer("\n".join(texts).encode("ascii"), np.uint8)
+    except UnicodeEncodeError:
+        return None
+    separators = np.flatnonzero(data <= ord(" "))
+    if separators.size != n * NUM_PIXELS - 1:
+        return None
+    expected = np.full(separators.size, ord(" "), np.uint8)
+    expected[NUM_PIXELS - 1::NUM_PIXELS] = ord("\n")
+    if not np.array_equal(data[separators], expected):
+        return None
+    digits = data - np.uint8(ord("0"))
+    if np.count_nonzero(digits > 9) != separators.size:
+        return None
+    bounds = np.empty(n * NUM_PIXELS + 1, np.int32)  # separators, with one before and after
+    bounds[0], bounds[1:-1], bounds[-1] = -1, separators, data.size
+    length = np.diff(bounds) - 1
+    if length.min() < 1 or length.max() > 3:
+        return None
+    padded = np.concatenate([np.zeros(2, np.uint8), digits])  # index i + 2 is byte i
+    ends = bounds[1:]  # padded[ends + 1] is each value's last digit
+    values = padded[ends + 1].astype(np.uint16)
+    values += (length >= 2) * (padded[ends] * np.uint16(10))
+    values += (length >= 3) * (padded[ends - 1] * np.uint16(100))
+    if values.max() > 255:
+        return None
+    return values.astype(np.uint8).reshape(n, SIDE, SIDE)
+
+
 def parse_pixels(path: Path, lines: Sequence[int], texts: Sequence[str]) -> np.ndarray:
     """Pixel strings -> (n, 48, 48) uint8, with one vectorised parse per call.
 
-    Rows are joined with a ``-1`` sentinel between them, so one parse both reads every
-    value and proves every row has exactly 2304 of them (the sentinels must land at
-    every 2305th position). Anything unexpected re-parses row by row to name the line.
+    ``parse_digits`` first; rows it does not take (other spacing, signs, four-digit
+    zero-padded values) are joined with a ``-1`` sentinel between them, so one
+    ``np.fromstring`` both reads every value and proves every row has exactly 2304 of
+    them (the sentinels must land at every 2305th position). Anything unexpected
+    re-parses row by row to name the line.
     """
     n = len(texts)
     if n == 0:
         return np.zeros((0, SIDE, SIDE), np.uint8)
+    fast = parse_digits(texts)
+    if fast is not None:
+        return fast
     try:
         values = np.fromstring(" -1 ".join(texts), dtype=np.int64, sep=" ")
     except ValueError:
@@ -146,6 +198,48 @@ def parse_pixels(path: Path, lines: Sequence[int], texts: Sequence[str]) -> np.n
     for line, text in zip(lines, texts, strict=True):
         _parse_row_pixels(path, line, text)
     raise AssertionError(f"{path}: a chunk failed to parse but every row parsed alone")
+
+
+def parse_threads() -> int:
+    """Threads parsing pixel chunks: the cores this process may use (or ``FER_THREADS``),
+    at most ``MAX_PARSE_THREADS``."""
+    return max(1, min(MAX_PARSE_THREADS, thread_budget() or available_cpus()))
+
+
+class ChunkParser:
+    """``parse_pixels`` of chunk after chunk, on ``parse_threads()`` threads while the
+    caller reads on, with at most two chunks per thread in flight (memory stays bounded);
+    ``images()`` returns the chunks in the order they were added, raising the error of
+    the first bad one. One thread: each chunk is parsed when it is added."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        self.path, self.threads = path, parse_threads() if threads is None else threads
+        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self.pending: deque[Future] = deque()
+        self.done: list[np.ndarray] = []
+
+    def __enter__(self) -> ChunkParser:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def add(self, lines: Sequence[int], texts: Sequence[str]) -> None:
+        """Parse the pixel strings ``texts`` of file lines ``lines`` (as soon as a thread
+        is free; waits while every thread has a chunk queued)."""
+        if self.pool is None:
+            self.done.append(parse_pixels(self.path, lines, texts))
+            return
+        self.pending.append(self.pool.submit(parse_pixels, self.path, list(lines), texts))
+        while len(self.pending) > 2 * self.threads:
+            self.done.append(self.pending.popleft().result())
+
+    def images(self) -> list[np.ndarray]:
+        """Every chunk's (n, 48, 48) images, in order."""
+        while self.pending:
+            self.done.append(self.pending.popleft().result())
+        return self.done
 
 
 def _label(path: Path, line: int, text: str, num_classes: int) -> int:
@@ -182,29 +276,37 @@ def read_fer_csv(path: str | Path, labelled: bool = True) -> FERTable:
                          f"For a csv of training rows only, name it train.csv (val is then "
                          f"a hold-out of it and there is no test split)")
     columns = _column_indices(path, header, required + (["Usage"] if has_usage else []))
-    labels, usage, lines, chunks = [], [], [], []
+    labels, usage, lines = [], [], []
     texts, chunk_lines = [], []
-    for line, row in rows:
-        if not row:  # a blank line holds no row
-            continue
-        if len(row) != len(header):
-            raise _rows_error(path, line, f"{len(row)} fields; expected {len(header)} "
-                                          f"({','.join(header)})")
-        if labelled:
-            labels.append(_label(path, line, row[columns[0]].strip(), len(CLASS_NAMES)))
-        if has_usage:
-            value = row[columns[-1]].strip()
-            if value not in USAGES:
-                raise _rows_error(path, line, f"Usage {value!r}; expected one of {list(USAGES)}")
-            usage.append(value)
-        texts.append(row[columns[required.index("pixels")]])
-        chunk_lines.append(line)
-        if len(texts) == CHUNK_ROWS:
-            chunks.append(parse_pixels(path, chunk_lines, texts))
-            lines.extend(chunk_lines)
-            texts, chunk_lines = [], []
-    chunks.append(parse_pixels(path, chunk_lines, texts))
-    lines.extend(chunk_lines)
+    with ChunkParser(path) as parser:
+        try:
+            for line, row in rows:
+                if not row:  # a blank line holds no row
+                    continue
+                if len(row) != len(header):
+                    raise _rows_error(path, line, f"{len(row)} fields; expected "
+                                                  f"{len(header)} ({','.join(header)})")
+                if labelled:
+                    labels.append(_label(path, line, row[columns[0]].strip(),
+                                         len(CLASS_NAMES)))
+                if has_usage:
+                    value = row[columns[-1]].strip()
+                    if value not in USAGES:
+                        raise _rows_error(path, line, f"Usage {value!r}; expected one of "
+                                                      f"{list(USAGES)}")
+                    usage.append(value)
+                texts.append(row[columns[required.index("pixels")]])
+                chunk_lines.append(line)
+                if len(texts) == CHUNK_ROWS:
+                    parser.add(chunk_lines, texts)
+                    lines.extend(chunk_lines)
+                    texts, chunk_lines = [], []
+        except ValueError:
+            parser.images()  # a bad pixel string on an earlier line is reported first
+            raise
+        parser.add(chunk_lines, texts)
+        lines.extend(chunk_lines)
+        chunks = parser.images()
     n = len(lines)
     return FERTable(
         path=path,
