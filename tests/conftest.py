@@ -11,12 +11,19 @@ import pytest
 from omegaconf import DictConfig
 
 from fer_lightning.config import compose_config
+from fer_lightning.launch import available_cpus
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 # The config checks' signature cache (fer_lightning.signatures) of this test session, not
 # the user's (subprocesses the tests start inherit it).
 os.environ.setdefault("FER_LIGHTNING_CACHE_DIR", tempfile.mkdtemp(prefix="fer-signatures-"))
+# Under pytest-xdist (`make test` runs one worker per core) each worker and the processes
+# its tests start get their share of the cores: two workers each running torch on every
+# core would oversubscribe them. Set before torch is imported here.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, available_cpus() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 
 # Tiny synthetic splits: enough batches for every stage, seconds per run. No confusion-matrix
 # PNGs (about 0.5 s of matplotlib per validation epoch); tests of those files compose
