@@ -55,7 +55,7 @@ def ceiling_row(scratch: str, augment: bool) -> str:
     def bare_gather() -> int:
         order, count = torch.randperm(len(images)), 0
         for start in range(0, len(images), BATCH):
-            batch = {"image": images[order[start:start + BATCH]].float().div_(255.0)}
+            batch = {"image": images[order[start:start + BATCH]]}  # uint8, as the loader's
             count += len(module.batch_transform(batch, training=True)["image"])
         return count
 

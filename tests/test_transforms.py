@@ -269,6 +269,27 @@ def test_uint8_batches_become_unit_floats():
     assert out.dtype == torch.float32 and torch.equal(out, torch.ones(1, 1, 2, 2))
 
 
+@pytest.mark.parametrize("dtype, training", [(torch.uint8, False), (torch.uint8, True),
+                                             (torch.float32, False), (torch.float32, True)])
+def test_normalisation_in_place_leaves_the_callers_image_as_it_was(dtype, training):
+    # the transform normalises its own buffers in place: the batch it was handed keeps
+    # its pixels, and the numbers are those of (image - mean) / std computed apart
+    pixels = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    image = pixels if dtype == torch.uint8 else pixels.float() / 255
+    handed = image.clone()
+    transform = BatchTransform(augment={} if training else None, mean=[0.5, 0.4, 0.3],
+                               std=[0.2, 0.25, 0.3])
+    torch.manual_seed(0)
+    out = transform({"image": image}, training=training)["image"]
+    assert torch.equal(image, handed)
+    torch.manual_seed(0)
+    unit = pixels.float() / 255
+    if training:
+        unit = transform.augment(unit, None, None)[0]
+    mean, std = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.2, 0.25, 0.3])
+    assert torch.equal(out, (unit - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1))
+
+
 class HostDataOps(TorchDispatchMode):
     """Records the ops that, on a GPU, make the host wait for the device: a tensor built
     from Python numbers (``lift_fresh``: a blocking host-to-device copy, which waits for

@@ -197,6 +197,11 @@ class LandmarkAugment(nn.Module):
         return torch.where(flip[:, None, None], landmarks[:, permutation], landmarks)
 
 
+def _shares_memory(tensor: torch.Tensor, other: torch.Tensor) -> bool:
+    """Whether ``tensor`` lives in ``other``'s buffer (is it, or a view of it)."""
+    return tensor.untyped_storage().data_ptr() == other.untyped_storage().data_ptr()
+
+
 class BatchTransform(nn.Module):
     """Batch dict -> network inputs: augmentation (training only), the landmark encoding
     the net consumes (after augmentation, so it matches the moved pixels, or, for the
@@ -241,8 +246,11 @@ class BatchTransform(nn.Module):
                 batch["face_box"] = face_box
         if encode and not drawn_first:
             image = self._encode(batch, image, landmarks, batch["landmarks_valid"])
-        batch["image"] = (image - self._per_channel(self.mean, image)) \
-            / self._per_channel(self.std, image)
+        mean, std = self._per_channel(self.mean, image), self._per_channel(self.std, image)
+        if _shares_memory(image, batch["image"]):  # the caller's tensor: left as it was
+            batch["image"] = (image - mean) / std
+        else:  # a buffer made above: normalised in place, two passes without allocating
+            batch["image"] = image.sub_(mean).div_(std)
         return batch
 
     @staticmethod
