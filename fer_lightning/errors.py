@@ -37,6 +37,14 @@ class DatasetError(FerError, ValueError):
     prefix = "Dataset error"
 
 
+class WorkerError(FerError, RuntimeError):
+    """A worker process building a cache (decoded splits, landmarks) ended before its
+    chunk was written: killed, or unable to start (a script with no ``__main__`` guard).
+    The message names the cache folder."""
+
+    prefix = "Cache error"
+
+
 class CheckpointError(ConfigError):
     """A checkpoint (or ONNX) file that cannot be used; the message names the file and why.
     A ConfigError, since ``ckpt_path`` is a config key."""

@@ -23,7 +23,9 @@ from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.decode_cache import DecodeCache, to_training_pixels
 from fer_lightning.data.sources.synthetic import SyntheticFaces
+from fer_lightning.errors import WorkerError
 from tests.ddp_shards import rank_indices
+from tests.dying_source import DyingInWorkers
 
 
 def faces(**kwargs) -> SyntheticFaces:
@@ -73,6 +75,20 @@ def test_several_processes_decode_what_one_process_decodes(tmp_path, monkeypatch
     parallel = DecodeCache(tmp_path / "a", faces(), "train", 48, 1, workers=2).load()
     serial = DecodeCache(tmp_path / "b", faces(), "train", 48, 1, workers=1).load()
     np.testing.assert_array_equal(parallel["image"], serial["image"])
+
+
+def test_a_worker_killed_mid_build_is_named_and_leaves_nothing_half_written(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setattr(decode_cache, "CHUNK", 16)
+    monkeypatch.setattr(decode_cache, "PARALLEL_FROM", 1)
+    dying = DyingInWorkers(train_size=40, val_size=8, test_size=8)
+    cache = DecodeCache(tmp_path, dying, "train", 48, 1, workers=2)
+    with pytest.raises(WorkerError, match=r"decode cache .*-train-48px1-.*: a worker process "
+                                          r"ended .* `if __name__ == \"__main__\":`"):
+        cache.load()
+    assert sorted(path.name for path in cache.directory.iterdir()) == [".lock", "key.json"]
+    arrays = DecodeCache(tmp_path, dying, "train", 48, 1, workers=1).load()  # the next run
+    np.testing.assert_array_equal(arrays["image"][39], faces().render("train", 39).image)
 
 
 def test_decode_cache_prints_its_disk_size_before_it_writes(tmp_path, caplog):

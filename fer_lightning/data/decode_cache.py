@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from fer_lightning.data.landmarks.content import (
     source_identity,
 )
 from fer_lightning.data.landmarks.face_crop import apply_crop
+from fer_lightning.data.pools import spawn_pool
 from fer_lightning.data.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -211,16 +211,19 @@ class DecodeCache:
                 np.save(tmp[name], np.zeros(shape, dtype))
         args = (self.source, self.split, self.size, self.channels, self.crop_boxes,
                 self.fields, {name: str(path) for name, path in tmp.items()})
-        if workers <= 1 or len(ranges) == 1:
-            for start, stop in ranges:
-                _write_rows(*args, start, stop)
-        else:
-            import multiprocessing
-
-            context = multiprocessing.get_context("spawn")  # no fork after torch / OpenMP
-            with ProcessPoolExecutor(min(workers, len(ranges)), mp_context=context) as pool:
-                for future in [pool.submit(_write_rows, *args, a, b) for a, b in ranges]:
-                    future.result()
+        try:
+            if workers <= 1 or len(ranges) == 1:
+                for start, stop in ranges:
+                    _write_rows(*args, start, stop)
+            else:
+                with spawn_pool(min(workers, len(ranges)),
+                                f"decode cache {directory}") as pool:
+                    for future in [pool.submit(_write_rows, *args, a, b) for a, b in ranges]:
+                        future.result()
+        except BaseException:
+            for path in tmp.values():
+                path.unlink(missing_ok=True)
+            raise
         for name, path in tmp.items():
             os.replace(path, directory / f"{name}.npy")
         done = directory / f"done.json.tmp{os.getpid()}"

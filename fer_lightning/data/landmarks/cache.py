@@ -41,7 +41,6 @@ import re
 import shutil
 import sys
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,7 @@ from fer_lightning.data.landmarks.pipeline import (  # noqa: F401  (re-exported 
     LandmarkPipeline,
     build_pipeline,
 )
+from fer_lightning.data.pools import spawn_pool
 from fer_lightning.data.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -399,12 +399,9 @@ class LandmarkCache:
 
     def _extract_parallel(self, todo: list[tuple[int, int]], digests: np.ndarray,
                           generation: int | None) -> Iterable[tuple[int, int, int | None]]:
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")  # no fork after torch / OpenMP use
-        with ProcessPoolExecutor(self.num_workers, mp_context=context,
-                                 initializer=_init_worker,
-                                 initargs=(self.source, self.split, self.pipeline)) as pool:
+        with spawn_pool(self.num_workers, f"landmark cache {self.directory}",
+                        initializer=_init_worker,
+                        initargs=(self.source, self.split, self.pipeline)) as pool:
             futures = [pool.submit(_worker_chunk, str(self.directory), start, stop,
                                    digests[start:stop], generation) for start, stop in todo]
             for future in futures:
