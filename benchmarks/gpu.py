@@ -145,12 +145,19 @@ def training_rows(device: torch.device, quick: bool, deadline: float) -> list[st
             if time.perf_counter() > deadline:
                 rows.append(f"{where} skipped (time budget) | |")
                 continue
+            failure = None
             try:
                 rate, peak = train_cell(template, family, size, batch, precision,
                                         channels_last, compiled, device, steps, warmup)
-            except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
-                rows.append(f"{where} failed: {str(error).splitlines()[0][:80]} | |")
-                torch.cuda.empty_cache() if device.type == "cuda" else None
+            except RuntimeError as error:  # torch.cuda.OutOfMemoryError among them
+                failure = str(error).splitlines()[0][:80]
+            if failure is not None:
+                # here the error and its frames (the cell's net, optimiser, activations)
+                # are gone, so the cached blocks can go back before the next cell
+                rows.append(f"{where} failed: {failure} | |")
+                print(rows[-1], flush=True)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
                 continue
             memory = f"{peak:.2f}" if peak is not None else "n/a"
             shown = f"{rate:,.0f}" if rate >= 100 else f"{rate:.2f}"
