@@ -8,14 +8,14 @@ Per family (mini_xception, mba, ms_fpn with resnet18, vgg_cbam) at its paper's i
 size: training images / s (forward, backward, Adam step on random inputs already on the
 device) at batch 32 / 128 / 512 in precision 32, 16-mixed and bf16-mixed, eager with and
 without channels_last, plus ``torch.compile`` cells (batch 512, bf16-mixed,
-channels_last; one compilation each), with peak device memory. Then the data path's
-ceiling with no model (the training loader of the default synthetic data, its split
-placed as on a GPU Trainer, through the batch transform; and a batched gather from a
-uint8 tensor on the device through the same transform), and one Lightning epoch of
-FERClassifier against a bare PyTorch loop over the same batches. A ``--budget-s`` guard
-skips the cells left when time runs out and says so. The ms_fpn cells time its emotion
-classifier with the detector's inference path (no detection loss: that needs region
-targets).
+channels_last; one compilation each, run after every eager cell), with peak device
+memory. Then the data path's ceiling with no model (the training loader of the default
+synthetic data, its split placed as on a GPU Trainer, through the batch transform; and a
+batched gather from a uint8 tensor on the device through the same transform), and one
+Lightning epoch of FERClassifier against a bare PyTorch loop over the same batches. A
+``--budget-s`` guard skips the cells left when time runs out and says so. The ms_fpn
+cells time its emotion classifier with the detector's inference path (no detection loss:
+that needs region targets).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -126,6 +127,26 @@ def train_cell(template: torch.nn.Module, family: Family, size: int, batch: int,
     return rate, peak
 
 
+def measured_row(where: str, measure: Callable[[], tuple[float, float | None]],
+                 device: torch.device) -> str:
+    """``where`` completed by ``measure()``'s rate and peak memory, or by its failure (a
+    RuntimeError: out of memory on a smaller GPU, an op the device lacks)."""
+    failure = None
+    try:
+        rate, peak = measure()
+    except RuntimeError as error:  # torch.cuda.OutOfMemoryError among them
+        failure = str(error).splitlines()[0][:80]
+    if failure is not None:
+        # here the error and its frames (the cell's net, optimiser, activations) are
+        # gone, so the cached blocks can go back before the next cell
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return f"{where} failed: {failure} | |"
+    memory = f"{peak:.2f}" if peak is not None else "n/a"
+    shown = f"{rate:,.0f}" if rate >= 100 else f"{rate:.2f}"
+    return f"{where} {shown} | {memory} |"
+
+
 def training_rows(device: torch.device, quick: bool, deadline: float) -> list[str]:
     """Markdown rows of every family's training throughput grid."""
     batches = (2,) if quick else (32, 128, 512)
@@ -133,36 +154,27 @@ def training_rows(device: torch.device, quick: bool, deadline: float) -> list[st
     steps, warmup = (1, 1) if quick else (8, 3)
     rows = ["| family | input | batch | precision | channels_last | compile | "
             "train images / s | peak GiB |", "|---|---|---|---|---|---|---|---|"]
-    for family in FAMILIES:
+    # every family's eager cells first, the compiled ones (a compilation each, the slow
+    # part) last: a run that meets its time budget loses compile cells, not eager ones
+    cells = [(family, b, p, cl, False) for family in FAMILIES for b in batches
+             for p in precisions for cl in (False, True)]
+    if not quick and device.type == "cuda":
+        cells += [(family, 512, "bf16-mixed", True, True) for family in FAMILIES]
+    templates: dict[str, torch.nn.Module] = {}
+    for family, batch, precision, channels_last, compiled in cells:
         size = min(family.size, 48) if quick else family.size  # quick: >= nets' minimum
-        template = configured_net(family, size)
-        cells = [(b, p, cl, False) for b in batches for p in precisions for cl in (False, True)]
-        if not quick and device.type == "cuda":
-            cells.append((512, "bf16-mixed", True, True))
-        for batch, precision, channels_last, compiled in cells:
-            where = (f"| {family.label} | {size}x{size}x{family.channels} | {batch} | "
-                     f"{precision} | {channels_last} | {compiled} |")
-            if time.perf_counter() > deadline:
-                rows.append(f"{where} skipped (time budget) | |")
-                continue
-            failure = None
-            try:
-                rate, peak = train_cell(template, family, size, batch, precision,
-                                        channels_last, compiled, device, steps, warmup)
-            except RuntimeError as error:  # torch.cuda.OutOfMemoryError among them
-                failure = str(error).splitlines()[0][:80]
-            if failure is not None:
-                # here the error and its frames (the cell's net, optimiser, activations)
-                # are gone, so the cached blocks can go back before the next cell
-                rows.append(f"{where} failed: {failure} | |")
-                print(rows[-1], flush=True)
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                continue
-            memory = f"{peak:.2f}" if peak is not None else "n/a"
-            shown = f"{rate:,.0f}" if rate >= 100 else f"{rate:.2f}"
-            rows.append(f"{where} {shown} | {memory} |")
-            print(rows[-1], flush=True)
+        if family.label not in templates:
+            templates[family.label] = configured_net(family, size)
+        template = templates[family.label]
+        where = (f"| {family.label} | {size}x{size}x{family.channels} | {batch} | "
+                 f"{precision} | {channels_last} | {compiled} |")
+        if time.perf_counter() > deadline:
+            rows.append(f"{where} skipped (time budget) | |")
+            continue
+        rows.append(measured_row(where, partial(
+            train_cell, template, family, size, batch, precision, channels_last, compiled,
+            device, steps, warmup), device))
+        print(rows[-1], flush=True)
     return rows
 
 
