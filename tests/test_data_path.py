@@ -69,6 +69,18 @@ def test_a_half_written_entry_is_not_used(tmp_path):
     np.testing.assert_array_equal(arrays["image"][2], faces().render("val", 2).image)
 
 
+def test_a_killed_builds_temporary_arrays_are_removed_by_the_next_build(tmp_path):
+    cache = DecodeCache(tmp_path, faces(), "val", 48, 1)
+    cache.directory.mkdir(parents=True)
+    left = [cache.directory / "image.npy.tmp99999", cache.directory / "done.json.tmp99999"]
+    for path in left:  # what a build killed with SIGKILL leaves
+        path.write_bytes(b"\0" * 4096)
+    cache.load()
+    assert not any(path.exists() for path in left)
+    assert sorted(path.name for path in cache.directory.iterdir()) == [
+        ".lock", "done.json", "image.npy", "key.json", "landmarks.npy", "landmarks_valid.npy"]
+
+
 def test_several_processes_decode_what_one_process_decodes(tmp_path, monkeypatch):
     monkeypatch.setattr(decode_cache, "CHUNK", 16)
     monkeypatch.setattr(decode_cache, "PARALLEL_FROM", 1)

@@ -202,6 +202,9 @@ class DecodeCache:
         log.info("Decode cache: writing %d %s images at %dx%d (%.1f MB on disk) with %d "
                  "process(es) into %s", self.length, self.split, self.size, self.size,
                  self.nbytes / 1e6, workers, directory)
+        for stale in directory.glob("*.tmp*"):  # a killed build's; the lock is ours now
+            log.info("Decode cache: removing %s, left by a build that did not finish", stale)
+            stale.unlink(missing_ok=True)
         (directory / "key.json").write_text(json.dumps(self._key_data, indent=2, sort_keys=True))
         tmp = {name: directory / f"{name}.npy.tmp{os.getpid()}" for name in self.shapes()}
         for name, (shape, dtype) in self.shapes().items():
