@@ -23,7 +23,7 @@ from fer_lightning.data.datamodule import FERDataModule
 from fer_lightning.data.dataset import FERDataset
 from fer_lightning.data.decode_cache import DecodeCache, to_training_pixels
 from fer_lightning.data.sources.synthetic import SyntheticFaces
-from fer_lightning.errors import WorkerError
+from fer_lightning.errors import ConfigError, WorkerError
 from tests.ddp_shards import rank_indices
 from tests.dying_source import DyingInWorkers
 
@@ -79,6 +79,21 @@ def test_a_killed_builds_temporary_arrays_are_removed_by_the_next_build(tmp_path
     assert not any(path.exists() for path in left)
     assert sorted(path.name for path in cache.directory.iterdir()) == [
         ".lock", "done.json", "image.npy", "key.json", "landmarks.npy", "landmarks_valid.npy"]
+
+
+def test_a_split_the_disk_cannot_hold_is_refused_before_anything_is_written(tmp_path,
+                                                                           monkeypatch):
+    cache = DecodeCache(tmp_path, faces(), "train", 48, 1)
+    usage = decode_cache.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(decode_cache.shutil, "disk_usage",
+                        lambda path: usage._replace(free=cache.nbytes - 1))
+    needed, free = f"{cache.nbytes / 1e6:,.1f}", f"{(cache.nbytes - 1) / 1e6:,.1f}"
+    with pytest.raises(ConfigError, match=rf"decode cache .*-train-48px1-.*: the train split "
+                                          rf"needs {needed} MB on disk and {free} MB are free "
+                                          r"there; set data.cache_dir to a disk with room, "
+                                          r"or data.decode_cache=off"):
+        cache.load()
+    assert not list(cache.directory.glob("*.npy*"))
 
 
 def test_several_processes_decode_what_one_process_decodes(tmp_path, monkeypatch):

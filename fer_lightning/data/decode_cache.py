@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from fer_lightning.data.landmarks.content import (
 from fer_lightning.data.landmarks.face_crop import apply_crop
 from fer_lightning.data.pools import spawn_pool
 from fer_lightning.data.sources.base import Source
+from fer_lightning.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +196,17 @@ class DecodeCache:
                 lock.release()
         return {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in self.shapes()}
 
+    def _check_free_space(self, directory: Path) -> None:
+        """Refuse a build the disk cannot hold: the arrays are memory maps, and a write
+        into a map on a full disk kills the process (SIGBUS) with no message."""
+        free = shutil.disk_usage(directory).free
+        if self.nbytes > free:
+            raise ConfigError(
+                f"decode cache {directory}: the {self.split} split needs "
+                f"{self.nbytes / 1e6:,.1f} MB on disk and {free / 1e6:,.1f} MB are free there; "
+                f"set data.cache_dir to a disk with room, or data.decode_cache=off to read "
+                f"the images per sample")
+
     def _build(self) -> None:
         directory = self.directory
         ranges = [(start, min(start + CHUNK, self.length))
@@ -205,6 +218,7 @@ class DecodeCache:
         for stale in directory.glob("*.tmp*"):  # a killed build's; the lock is ours now
             log.info("Decode cache: removing %s, left by a build that did not finish", stale)
             stale.unlink(missing_ok=True)
+        self._check_free_space(directory)
         (directory / "key.json").write_text(json.dumps(self._key_data, indent=2, sort_keys=True))
         tmp = {name: directory / f"{name}.npy.tmp{os.getpid()}" for name in self.shapes()}
         for name, (shape, dtype) in self.shapes().items():
