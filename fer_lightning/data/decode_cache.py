@@ -43,6 +43,7 @@ from fer_lightning.data.landmarks.face_crop import apply_crop
 from fer_lightning.data.pools import spawn_pool
 from fer_lightning.data.sources.base import Source
 from fer_lightning.errors import ConfigError
+from fer_lightning.launch import available_cpus
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class DecodeCache:
         self.source, self.split, self.size, self.channels = source, split, size, channels
         self.length = len(source.split_info(split).labels)
         self.crop_boxes = None if crop_boxes is None else np.asarray(crop_boxes)
-        self.workers = workers if workers is not None else min(8, len(os.sched_getaffinity(0)))
+        self.workers = workers if workers is not None else min(8, available_cpus())
         self.root = Path(root)
         self.prefix = f"{type(source).__name__}-{split}-{size}px{channels}"
         self.fields = sample_fields(source, split)
